@@ -1,0 +1,1 @@
+"""The embedded Substra node: asset and file stores, tuple execution, HTTP protocol."""
