@@ -1,0 +1,1 @@
+"""The substra-worker test suite."""

@@ -1,0 +1,1 @@
+"""Tests of the step executor running the real test assets through substratools."""
