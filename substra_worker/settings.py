@@ -87,7 +87,9 @@ class Settings:
     # --- HTTP API ---------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = 8010
-    api_token: str | None = field(default=None, repr=False)  # required on every API route but /healthz
+    api_token: str | None = field(
+        default=None, repr=False
+    )  # required on every API route but /healthz
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

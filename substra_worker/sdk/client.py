@@ -8,9 +8,11 @@ speaks HTTP to a node, the debug one drives an embedded node in this process.
 from __future__ import annotations
 
 import pathlib
+
 from substra_worker import schemas
 from substra_worker.sdk import assets
 from substra_worker.sdk.backend import Backend
+
 
 class Client:
     """Create the client.
@@ -537,8 +539,10 @@ class Client:
         to the plan. Their ids may refer to ids already in the plan. Output trunk
         models of composite traintuples cannot be made public. Returns the plan.
         """
-        data = schemas.validate("update_compute_plan", data)
-        return self._backend.update_compute_plan(compute_plan_id, data)
+        args = schemas.validate_call(
+            "update_compute_plan", {"compute_plan_id": compute_plan_id, "data": data}
+        )
+        return self._backend.update_compute_plan(args["compute_plan_id"], args["data"])
 
     def cancel_compute_plan(self, compute_plan_id):
         """Cancel execution of compute plan.
@@ -546,15 +550,26 @@ class Client:
         Running steps are stopped and tuples not yet done become ``canceled``.
         Returns the plan.
         """
+        schemas.validate_call("cancel_compute_plan", {"compute_plan_id": compute_plan_id})
         return self._backend.cancel_compute_plan(compute_plan_id)
 
     def link_dataset_with_objective(self, dataset_key, objective_key):
         """Link dataset with objective."""
+        schemas.validate_call(
+            "link_dataset_with_objective",
+            {"dataset_key": dataset_key, "objective_key": objective_key},
+        )
         return self._backend.link_dataset_with_objective(dataset_key, objective_key)
 
     def link_dataset_with_data_samples(self, dataset_key, data_sample_keys):
         """Link dataset with data samples."""
-        return self._backend.link_dataset_with_data_samples(dataset_key, list(data_sample_keys))
+        args = schemas.validate_call(
+            "link_dataset_with_data_samples",
+            {"dataset_key": dataset_key, "data_sample_keys": data_sample_keys},
+        )
+        return self._backend.link_dataset_with_data_samples(
+            args["dataset_key"], list(args["data_sample_keys"])
+        )
 
     # --- files and descriptions ---------------------------------------------------------
 
