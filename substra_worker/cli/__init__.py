@@ -13,7 +13,10 @@ import click
 
 # command name -> module under substra_worker.cli
 COMMANDS: dict[str, str] = {
+    "api": "api",
     "node": "node",
+    "watch": "watch",
+    "worker": "worker",
 }
 
 
