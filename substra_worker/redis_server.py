@@ -117,7 +117,7 @@ class BundledRedis:
         for attempt in range(attempts):
             if self.port == 0 or (attempt and attempts > 1):
                 self.port = free_port(self.host)
-            conf = self._write_config()
+            conf = self.write_config()
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(
                     [str(binary), str(conf)],
@@ -200,7 +200,8 @@ class BundledRedis:
 
     # --- internals -------------------------------------------------------------------
 
-    def _write_config(self) -> Path:
+    def write_config(self) -> Path:
+        """Write ``redis.conf`` (private: it may hold the password); return its path."""
         lines = [
             f"port {self.port}",
             f"bind {self.host}",

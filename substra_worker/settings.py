@@ -78,7 +78,8 @@ class Settings:
     # --- watcher ---------------------------------------------------------------------
     watch_root: str = "watch_dirs"  # root folder of the watch channels
     quiet_period: float = 2.0  # seconds a folder must stay unchanged to be ready
-    marker_name: str = ".ready"  # a file of that name marks a folder ready (not uploaded)
+    # suffix: a file `<folder><marker_name>` beside a folder marks it ready
+    marker_name: str = ".ready"
     max_settle_wait: float = 3600.0  # seconds before an unsettled folder is recorded stalled
     rescan_interval: float = 30.0  # seconds between full rescans of the root
     batch_window: float = 1.0  # seconds to coalesce ready folders into one job
@@ -90,6 +91,7 @@ class Settings:
     api_token: str | None = field(
         default=None, repr=False
     )  # required on every API route but /healthz
+    api_health_timeout: float = 5.0  # seconds /healthz waits for a worker to consume its canary
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -102,6 +104,11 @@ class Settings:
                 continue
             values[f.name] = _convert(f, raw)
         values.update(overrides)
+        if not values.get("redis_url"):
+            state_dir = Path(values.get("state_dir", cls.state_dir))  # type: ignore[arg-type]
+            runtime = _runtime(state_dir)
+            if runtime.get("redis_url"):
+                values["redis_url"] = runtime["redis_url"]
         return cls(**values)  # type: ignore[arg-type]
 
     def replace(self, **changes: object) -> Settings:
@@ -129,6 +136,16 @@ def _convert(f: dataclasses.Field, raw: str) -> object:
     if kind.startswith("Path"):
         return Path(raw)
     return raw
+
+
+def _runtime(state_dir: Path) -> dict:
+    """What a running ``substra-worker up`` of this state folder published (no secrets)."""
+    import json
+
+    try:
+        return json.loads((state_dir / "runtime.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 @lru_cache(maxsize=1)

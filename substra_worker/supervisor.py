@@ -9,6 +9,7 @@ crash never takes the stack down.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ class ChildSpec:
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 20.0  # seconds between stop_signal and SIGKILL
     restart: bool = True
+    echo: Callable[[str], bool] | None = None  # lines of the log also shown to the user
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Supervisor:
         poll_interval: float = 0.5,  # seconds
     ):
         log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = log_dir
         self.children = [Child(spec, log_dir / f"{spec.name}.log") for spec in specs]
         self.report = report
         self.max_restarts = max_restarts
@@ -73,11 +76,17 @@ class Supervisor:
 
     # --- lifecycle ---------------------------------------------------------------------
 
+    def add(self, spec: ChildSpec) -> None:
+        """Add a child; the next ``start`` starts it."""
+        self.children.append(Child(spec, self.log_dir / f"{spec.name}.log"))
+
     def start(self) -> None:
-        """Start every child in order, each ready before the next one starts."""
+        """Start the children not started yet, in order, each ready before the next."""
         for child in self.children:
             if self._stopping.is_set():
-                return
+                raise ChildFailed("stop requested while starting")
+            if child.process is not None:
+                continue
             self._spawn(child)
             self._wait_ready(child)
 
@@ -110,14 +119,33 @@ class Supervisor:
             child.process = subprocess.Popen(
                 list(spec.argv),
                 env=dict(spec.env) if spec.env is not None else None,
-                stdout=logf,
+                stdout=subprocess.PIPE if spec.echo else logf,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # our Ctrl-C is not theirs: we stop them in order
             )
-        finally:
+        except BaseException:
+            logf.close()
+            raise
+        if spec.echo:
+            threading.Thread(
+                target=self._copy_output,
+                args=(child.process, logf, spec),
+                name=f"{spec.name}-output",
+                daemon=True,
+            ).start()
+        else:
             logf.close()
         child.started_at = time.monotonic()
+
+    def _copy_output(self, proc: subprocess.Popen, logf, spec: ChildSpec) -> None:
+        """Copy a child's output to its log, showing the lines ``spec.echo`` selects."""
+        with logf, proc.stdout:
+            for raw in proc.stdout:
+                logf.write(raw)
+                line = raw.decode(errors="replace").rstrip()
+                if spec.echo(line):
+                    self.report(f"{spec.name}: {line}")
 
     def _wait_ready(self, child: Child) -> None:
         spec, proc = child.spec, child.process
@@ -176,10 +204,8 @@ class Supervisor:
             proc.wait(spec.stop_timeout)
         except subprocess.TimeoutExpired:
             self.report(f"{spec.name} did not stop within {spec.stop_timeout:.0f}s; killing it")
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
 
 

@@ -15,6 +15,7 @@ import click
 COMMANDS: dict[str, str] = {
     "api": "api",
     "node": "node",
+    "up": "up",
     "watch": "watch",
     "worker": "worker",
 }

@@ -119,3 +119,24 @@ def start_sweeper(store_factory: Any, send: Any, interval: float = INTERVAL) -> 
     thread = threading.Thread(target=loop, name="substra-worker-recovery", daemon=True)
     thread.start()
     return thread
+
+
+def restore_all_unacked(redis_url: str) -> int:
+    """Put every delivered-but-unacknowledged message back in its queue; return how many.
+
+    Only safe when no worker is running (``up`` with its own Redis, before it
+    starts its worker): the broker would otherwise redeliver these messages
+    only after the visibility timeout, hours later.
+    """
+    from kombu import Connection
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        count = client.hlen(UNACKED_KEY)
+    finally:
+        client.close()
+    if not count:
+        return 0
+    with Connection(redis_url, transport_options={"visibility_timeout": 0}) as conn:
+        conn.default_channel.qos.restore_visible(start=0, num=count + 1, interval=1)
+    return count
