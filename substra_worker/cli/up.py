@@ -105,6 +105,11 @@ class Stack:
         self.env["SUBSTRA_WORKER_STATE_DIR"] = str(self.state_dir)
         self.env["PYTHONUNBUFFERED"] = "1"
         self.lines: list[tuple[str, str]] = []
+        # only the worker talks to the node: no other child gets its token
+        self.worker_env: dict[str, str] = {}
+        token = self.env.pop("SUBSTRA_WORKER_NODE_TOKEN", None)
+        if token:
+            self.worker_env["SUBSTRA_WORKER_NODE_TOKEN"] = token
         self.supervisor = Supervisor([], self.state_dir / "logs", report=self._report)
 
     @staticmethod
@@ -166,7 +171,7 @@ class Stack:
 
         url, password = login
         with Client(url=url) as client:
-            self.env["SUBSTRA_WORKER_NODE_TOKEN"] = client.login(NODE_USER, password)
+            self.worker_env["SUBSTRA_WORKER_NODE_TOKEN"] = client.login(NODE_USER, password)
 
     def _add_consumers(self, concurrency: int | None) -> None:
         n = concurrency or self.settings.worker_concurrency
@@ -175,7 +180,7 @@ class Stack:
             ChildSpec(
                 "worker",
                 _python("worker", "--concurrency", str(n)),
-                env=self.env,
+                env={**self.env, **self.worker_env},
                 ready=_log_line(worker_log, "ready."),
                 ready_timeout=120,
                 # warm shutdown: running jobs finish; past the grace period they are
@@ -206,6 +211,8 @@ class Stack:
                 )
             )
             self.lines.append(("API", f"http://{host}:{port}/  (dashboard, /jobs, /metrics)"))
+            if not self.settings.api_token:
+                self.lines.append(("API token", f"in {self.state_dir / 'api-token'}"))
 
     # --- run -----------------------------------------------------------------------------
 
