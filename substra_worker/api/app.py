@@ -9,20 +9,14 @@ dashboard page and its files needs ``Authorization: Bearer <api token>``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 from kombu.exceptions import OperationalError as BrokerError
-from waitress import create_server, wasyncore
-from waitress.channel import HTTPChannel
-from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -38,6 +32,7 @@ from substra_worker.jobs import JobNotFound, JobState, JobStateError
 from substra_worker.sdk.exceptions import InvalidInput
 from substra_worker.settings import Settings
 from substra_worker.submitter import Submitter
+from substra_worker.wsgi import WaitressServer
 
 log = logging.getLogger(__name__)
 
@@ -315,87 +310,24 @@ class ApiApp:
             raise ApiError(400, f"the body is not valid JSON: {e}") from e
 
 
-# --- waitress ------------------------------------------------------------------------------
-
-
-class JsonErrorTask(ErrorTask):
-    """Answers the errors waitress detects itself (413, malformed requests) in JSON."""
-
-    def execute(self) -> None:
-        error = self.request.error
-        body = json.dumps({"message": f"{error.reason}: {error.body}"}).encode("utf-8")
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.write(body)
-
-
-class JsonErrorChannel(HTTPChannel):
-    error_task_class = JsonErrorTask
-
-
-def public_base_url(host: str, port: int) -> str:
-    """The ``http://host:port`` clients reach the API at."""
-    if host in ("", "0.0.0.0", "::"):
-        host = socket.getfqdn()
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
-class ApiServer:
+class ApiServer(WaitressServer):
     """``ApiApp`` behind waitress: bind, ``run()`` until ``stop()``, then close."""
+
+    name = "substra-worker-api"
 
     def __init__(self, settings: Settings, *, app: ApiApp | None = None, threads: int = 8):
         self.app = app or ApiApp(settings)
-        self._map: dict = {}
         try:
-            self._server = create_server(
+            self._bind(
                 self.app,
-                map=self._map,
                 host=settings.api_host,
                 port=settings.api_port,
                 threads=threads,
                 max_request_body_size=MAX_BODY_BYTES + 1024,
-                ident="substra-worker",
-                expose_tracebacks=False,
-                clear_untrusted_proxy_headers=True,
             )
         except BaseException:
             self.app.close()
             raise
-        self._server.channel_class = JsonErrorChannel
-        self.port: int = self._server.effective_port
-        self.url = public_base_url(settings.api_host, self.port)
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def run(self) -> None:
-        """Serve until ``stop()`` (or KeyboardInterrupt), then shut down."""
-        try:
-            while not self._stopping.is_set():
-                wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
-        except (KeyboardInterrupt, SystemExit):
-            pass
-        finally:
-            self._shutdown()
-
-    def start(self) -> ApiServer:
-        """Serve from a background thread (``stop()`` ends it)."""
-        self._thread = threading.Thread(target=self.run, name="substra-worker-api", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Ask ``run()`` to return; safe from a signal handler or another thread."""
-        self._stopping.set()
-        with contextlib.suppress(OSError):  # already closed
-            self._server.pull_trigger()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def _shutdown(self) -> None:
-        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=10)
-        wasyncore.close_all(self._map)
+    def _on_shutdown(self) -> None:
         self.app.close()

@@ -11,23 +11,17 @@ node's background executor and stops both cleanly.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from waitress import create_server, wasyncore
-from waitress.channel import HTTPChannel
-from waitress.task import ErrorTask
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.formparser import parse_form_data
@@ -40,6 +34,7 @@ from substra_worker.node.errors import BadRequest, NodeError, PayloadTooLarge
 from substra_worker.node.node import Node
 from substra_worker.sdk import assets
 from substra_worker.sdk.filters import parse_search
+from substra_worker.wsgi import WaitressServer
 
 if TYPE_CHECKING:
     from substra_worker.settings import Settings
@@ -494,35 +489,6 @@ class NodeApp:
         return found[0]
 
 
-# --- waitress --------------------------------------------------------------------------
-
-
-class JsonErrorTask(ErrorTask):
-    """Answers the errors waitress detects itself (413, malformed requests) in JSON."""
-
-    def execute(self) -> None:
-        error = self.request.error
-        body = json.dumps({"message": f"{error.reason}: {error.body}"}).encode("utf-8")
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.write(body)
-
-
-class JsonErrorChannel(HTTPChannel):
-    error_task_class = JsonErrorTask
-
-
-def public_base_url(host: str, port: int) -> str:
-    """The ``http://host:port`` clients reach this server at."""
-    if host in ("", "0.0.0.0", "::"):
-        host = socket.getfqdn()
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
 def _upload_folder(uploads: Path) -> Path:
     """A folder of ``uploads`` for this process, after removing those of dead processes.
 
@@ -546,8 +512,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class NodeServer:
+class NodeServer(WaitressServer):
     """A ``Node`` behind waitress: bind, ``run()`` until ``stop()``, then shut down cleanly."""
+
+    name = "substra-worker-node"
 
     def __init__(
         self,
@@ -576,51 +544,25 @@ class NodeServer:
             upload_dir=self.upload_dir,
             max_upload_bytes=settings.max_upload_bytes,
         )
-        self._map: dict = {}
         try:
-            self._server = create_server(
+            self._bind(
                 self.app,
-                map=self._map,
                 host=settings.node_host,
                 port=settings.node_port,
                 threads=threads,
                 max_request_body_size=settings.max_upload_bytes,
-                ident="substra-worker",
-                expose_tracebacks=False,
-                clear_untrusted_proxy_headers=True,
             )
         except BaseException:
             self._close_node()
             raise
-        self._server.channel_class = JsonErrorChannel
-        self.host = settings.node_host
-        self.port: int = self._server.effective_port
-        self.url = public_base_url(self.host, self.port)
         self.node.base_url = self.url
-        self._stopping = threading.Event()
 
-    def run(self) -> None:
-        """Serve until ``stop()`` (or KeyboardInterrupt), then shut everything down."""
+    def _on_start(self) -> None:
         self.node.start()
         self._node_started = True
-        try:
-            while not self._stopping.is_set():
-                wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
-        except (KeyboardInterrupt, SystemExit):
-            pass
-        finally:
-            self._shutdown()
 
-    def stop(self) -> None:
-        """Ask ``run()`` to return; safe from a signal handler or another thread."""
-        self._stopping.set()
-        with contextlib.suppress(OSError):  # already closed
-            self._server.pull_trigger()
-
-    def _shutdown(self) -> None:
+    def _on_shutdown(self) -> None:
         log.info("shutting down")
-        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=10)
-        wasyncore.close_all(self._map)
         self._close_node()
 
     def _close_node(self) -> None:

@@ -1,0 +1,116 @@
+"""Serving a WSGI app with waitress: the one server loop of the node and the API.
+
+Both answer every error in JSON, including the ones waitress detects itself
+(a body over the size limit, a malformed request), and both stop cleanly from
+a signal handler or another thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Callable
+
+from waitress import create_server, wasyncore
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+
+
+class JsonErrorTask(ErrorTask):
+    """Answers the errors waitress detects itself (413, malformed requests) in JSON."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        body = json.dumps({"message": f"{error.reason}: {error.body}"}).encode("utf-8")
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+
+def public_base_url(host: str, port: int) -> str:
+    """The ``http://host:port`` clients reach a server listening on ``host`` at."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.getfqdn()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class WaitressServer:
+    """A WSGI app behind waitress: bind at construction, ``run()`` until ``stop()``.
+
+    Subclasses build their app, call ``_bind``, and release their own resources
+    in ``_on_shutdown``.
+    """
+
+    name = "substra-worker"
+    _server = None
+
+    def _bind(
+        self,
+        app: Callable,
+        *,
+        host: str,
+        port: int,
+        threads: int,
+        max_request_body_size: int,
+    ) -> None:
+        self._map: dict = {}
+        self._server = create_server(
+            app,
+            map=self._map,
+            host=host,
+            port=port,
+            threads=threads,
+            max_request_body_size=max_request_body_size,
+            ident="substra-worker",
+            expose_tracebacks=False,
+            clear_untrusted_proxy_headers=True,
+        )
+        self._server.channel_class = JsonErrorChannel
+        self.host = host
+        self.port: int = self._server.effective_port
+        self.url = public_base_url(host, self.port)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _on_start(self) -> None:
+        """Called once before serving."""
+
+    def _on_shutdown(self) -> None:
+        """Called once after serving: close what the subclass opened."""
+
+    def run(self) -> None:
+        """Serve until ``stop()`` (or KeyboardInterrupt), then shut everything down."""
+        try:
+            self._on_start()
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=10)
+            wasyncore.close_all(self._map)
+            self._on_shutdown()
+
+    def start(self) -> WaitressServer:
+        """Serve from a background thread (``stop()`` ends it)."""
+        self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask ``run()`` to return; safe from a signal handler or another thread."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):  # already closed
+            self._server.pull_trigger()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
