@@ -6,6 +6,7 @@ else in the package reads ``os.environ``. Units are in the field comments.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -40,6 +41,9 @@ class Settings:
     profile: str | None = None  # a ~/.substra profile name; wins over node_url
     node_url: str | None = None  # a node URL; with neither set, the embedded node is used
     node_token: str | None = field(default=None, repr=False)  # token for node_url (never queued)
+    # credentials for node_url: workers log in themselves, and again when a token expires
+    node_username: str | None = None
+    node_password: str | None = field(default=None, repr=False)
     config_path: str = "~/.substra"  # profile file
     tokens_path: str = "~/.substra-tokens"  # token file
     request_timeout: float = 60.0  # seconds: socket timeout of one HTTP request
@@ -104,11 +108,7 @@ class Settings:
                 continue
             values[f.name] = _convert(f, raw)
         values.update(overrides)
-        if not values.get("redis_url"):
-            state_dir = Path(values.get("state_dir", cls.state_dir))  # type: ignore[arg-type]
-            runtime = _runtime(state_dir)
-            if runtime.get("redis_url"):
-                values["redis_url"] = runtime["redis_url"]
+        _from_running_stack(values, Path(values.get("state_dir", cls.state_dir)))  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]
 
     def replace(self, **changes: object) -> Settings:
@@ -138,14 +138,31 @@ def _convert(f: dataclasses.Field, raw: str) -> object:
     return raw
 
 
-def _runtime(state_dir: Path) -> dict:
-    """What a running ``substra-worker up`` of this state folder published (no secrets)."""
+RUNTIME_FILE = "runtime.json"  # what `up` publishes in the state folder: no secrets
+NODE_TOKEN_FILE = "node-token"  # the embedded node's token, mode 0600, while `up` runs
+
+
+def _from_running_stack(values: dict[str, object], state_dir: Path) -> None:
+    """Fill Redis and node settings left unset from a running ``up`` of this state folder.
+
+    ``up`` publishes its Redis URL and embedded node URL in ``runtime.json`` and
+    the node token in a private file, so the CLI, the examples and local tools
+    of the same folder need no configuration.
+    """
     import json
 
     try:
-        return json.loads((state_dir / "runtime.json").read_text())
+        runtime = json.loads((state_dir / RUNTIME_FILE).read_text())
     except (OSError, ValueError):
-        return {}
+        return
+    if not values.get("redis_url") and runtime.get("redis_url"):
+        values["redis_url"] = runtime["redis_url"]
+    if values.get("profile") or values.get("node_url") or not runtime.get("node_url"):
+        return
+    values["node_url"] = runtime["node_url"]
+    if not values.get("node_token"):
+        with contextlib.suppress(OSError):
+            values["node_token"] = (state_dir / NODE_TOKEN_FILE).read_text().strip() or None
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,13 @@ import click
 # command name -> module under substra_worker.cli
 COMMANDS: dict[str, str] = {
     "api": "api",
+    "cancel": "cancel",
+    "job": "job",
+    "jobs": "jobs",
     "node": "node",
+    "purge": "purge",
+    "retry": "retry",
+    "submit": "submit",
     "up": "up",
     "watch": "watch",
     "worker": "worker",

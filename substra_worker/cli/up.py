@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from substra_worker.settings import Settings, get_settings
+from substra_worker.settings import NODE_TOKEN_FILE, RUNTIME_FILE, Settings, get_settings
 from substra_worker.supervisor import (
     ChildFailed,
     ChildSpec,
@@ -149,7 +149,12 @@ class Stack:
 
         host, port = "127.0.0.1", free_port()
         password = secrets.token_urlsafe(24)
-        env = {**self.env, "SUBSTRA_WORKER_NODE_USERS": f"{NODE_USER}:{password}"}
+        # the operator's own users (if any) keep working next to ours
+        users = [u for u in self.env.pop("SUBSTRA_WORKER_NODE_USERS", "").split(",") if u]
+        env = {
+            **self.env,
+            "SUBSTRA_WORKER_NODE_USERS": ",".join([*users, f"{NODE_USER}:{password}"]),
+        }
         self.supervisor.add(
             ChildSpec(
                 "node",
@@ -160,10 +165,15 @@ class Stack:
             )
         )
         self._node_login = (f"http://{host}:{port}", password)
-        self.env["SUBSTRA_WORKER_NODE_URL"] = f"http://{host}:{port}"
+        self.node_url = f"http://{host}:{port}"
+        self.env["SUBSTRA_WORKER_NODE_URL"] = self.node_url
+        # the worker logs in itself, and again whenever its token expires
+        self.worker_env["SUBSTRA_WORKER_NODE_USERNAME"] = NODE_USER
+        self.worker_env["SUBSTRA_WORKER_NODE_PASSWORD"] = password
         self.lines.append(("Node", f"http://{host}:{port}  (embedded, state in {self.state_dir})"))
 
     def _login(self) -> None:
+        """Check the embedded node's credentials; keep a token for local tools (0600)."""
         login = getattr(self, "_node_login", None)
         if login is None:
             return
@@ -171,7 +181,12 @@ class Stack:
 
         url, password = login
         with Client(url=url) as client:
-            self.worker_env["SUBSTRA_WORKER_NODE_TOKEN"] = client.login(NODE_USER, password)
+            token = client.login(NODE_USER, password)
+        path = self.state_dir / NODE_TOKEN_FILE
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
 
     def _add_consumers(self, concurrency: int | None) -> None:
         n = concurrency or self.settings.worker_concurrency
@@ -202,6 +217,11 @@ class Stack:
             self.lines.append(("Watcher", f"drop sample folders into {self.watch_root}/<channel>/"))
         if self.api:
             host, port = self.settings.api_host, self.settings.api_port
+            if port_open(host, port):
+                from substra_worker.redis_server import free_port
+
+                self._report(f"port {port} is taken: the API listens on another one")
+                port = free_port(host)
             self.supervisor.add(
                 ChildSpec(
                     "api",
@@ -218,14 +238,16 @@ class Stack:
 
     def _write_runtime(self) -> None:
         """Tell other commands of this state folder where Redis is (no secrets)."""
-        runtime = {"redis_url": self.env["SUBSTRA_WORKER_REDIS_URL"], "pid": os.getpid()}
-        if self.settings.redis_url:
-            runtime.pop("redis_url")  # may carry a password; the user knows it anyway
-        path = self.state_dir / "runtime.json"
-        path.write_text(json.dumps(runtime))
+        runtime = {"pid": os.getpid()}
+        if not self.settings.redis_url:  # a configured one may carry a password
+            runtime["redis_url"] = self.env["SUBSTRA_WORKER_REDIS_URL"]
+        if getattr(self, "node_url", None):
+            runtime["node_url"] = self.node_url
+        (self.state_dir / RUNTIME_FILE).write_text(json.dumps(runtime))
 
     def _clear_runtime(self) -> None:
-        (self.state_dir / "runtime.json").unlink(missing_ok=True)
+        (self.state_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        (self.state_dir / NODE_TOKEN_FILE).unlink(missing_ok=True)
 
     def _restore_unacked(self) -> None:
         """With the bundled Redis no other worker exists: deliver abandoned messages now."""

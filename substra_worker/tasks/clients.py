@@ -30,13 +30,16 @@ def build_client(settings: Settings, target: str | None = None) -> Client:
             retry_timeout=settings.retry_timeout,
         )
     if settings.node_url:
-        return Client(
+        client = Client(
             url=settings.node_url,
             token=settings.node_token,
             retry_timeout=settings.retry_timeout,
             version=settings.api_version,
             insecure=settings.insecure,
         )
+        if can_login(settings, target):
+            client.login(settings.node_username, settings.node_password)
+        return client
     raise ConfigurationError(
         "this worker has no node configured: set SUBSTRA_WORKER_NODE_URL "
         "(and SUBSTRA_WORKER_NODE_TOKEN) or SUBSTRA_WORKER_PROFILE"
@@ -53,9 +56,29 @@ def get_client(settings: Settings, target: str | None = None) -> Client:
         return client
 
 
+def can_login(settings: Settings, target: str | None = None) -> bool:
+    """Whether this worker holds credentials for the node of ``target``."""
+    return bool(
+        not (target or settings.profile)
+        and settings.node_url
+        and settings.node_username
+        and settings.node_password
+    )
+
+
+def relogin(settings: Settings, target: str | None = None) -> Client:
+    """A fresh Client for ``target``, logged in again (its token was refused)."""
+    key = (target, id(settings))
+    with _lock:
+        old = _clients.pop(key, None)
+    if old is not None:
+        old.close()
+    return get_client(settings, target)
+
+
 def secrets_of(settings: Settings) -> tuple[str, ...]:
     """Values that must never be written to Redis or the logs."""
-    return tuple(s for s in (settings.node_token, settings.api_token) if s)
+    return tuple(s for s in (settings.node_token, settings.node_password, settings.api_token) if s)
 
 
 def close_clients() -> None:

@@ -22,9 +22,10 @@ from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 
 from substra_worker.jobs import JobState
+from substra_worker.sdk.exceptions import AuthenticationError
 from substra_worker.settings import get_settings
 from substra_worker.tasks.app import FOLLOW_JOB, app, send_follow
-from substra_worker.tasks.clients import get_client, secrets_of
+from substra_worker.tasks.clients import can_login, get_client, relogin, secrets_of
 from substra_worker.tasks.errors import describe, is_retryable
 from substra_worker.tasks.operations import backoff, get_store
 
@@ -97,7 +98,12 @@ def _poll_once(store: Any, settings: Any, job_id: str, seq: int) -> None:
     delay = settings.follow_interval
     try:
         client = get_client(settings, envelope.get("target"))
-        progress = poll(client, operation, key)
+        try:
+            progress = poll(client, operation, key)
+        except AuthenticationError:
+            if not can_login(settings, envelope.get("target")):
+                raise
+            progress = poll(relogin(settings, envelope.get("target")), operation, key)
     except Exception as e:  # noqa: BLE001 - a poll error is recorded, never raised
         errors = int(previous.get("errors") or 0) + 1
         progress = {k: v for k, v in previous.items() if k != "error"}

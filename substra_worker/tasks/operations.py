@@ -19,6 +19,7 @@ worker that dies at any point leaves it to be delivered again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import socket
@@ -36,11 +37,12 @@ from celery.utils.log import get_task_logger
 from substra_worker import references
 from substra_worker.envelope import OPERATIONS
 from substra_worker.jobs import JobState
+from substra_worker.sdk.exceptions import AuthenticationError
 from substra_worker.settings import Settings, get_settings
 from substra_worker.status_store import StatusStore
 from substra_worker.tasks import effects
 from substra_worker.tasks.app import RUN_JOB, app, send_follow, send_job
-from substra_worker.tasks.clients import get_client, secrets_of
+from substra_worker.tasks.clients import can_login, get_client, relogin, secrets_of
 from substra_worker.tasks.errors import PermanentError, describe
 from substra_worker.tasks.recovery import start_sweeper
 
@@ -291,7 +293,14 @@ class JobRun:
             store=self.store,
             settings=self.settings,
         )
-        return effects.run(ctx)
+        try:
+            return effects.run(ctx)
+        except AuthenticationError:
+            if not can_login(self.settings, envelope.get("target")):
+                raise
+            # the token expired: log in again and repeat, as a repeat (exist_ok)
+            client = relogin(self.settings, envelope.get("target"))
+            return effects.run(dataclasses.replace(ctx, client=client, attempt=ctx.attempt + 1))
 
     def _resolve(self, envelope: dict[str, Any]) -> dict[str, Any]:
         results: dict[str, Any] = {}
