@@ -12,6 +12,7 @@ import pathlib
 from substra_worker import schemas
 from substra_worker.sdk import assets
 from substra_worker.sdk.backend import Backend
+from substra_worker.sdk.exceptions import ConfigurationError
 
 
 class Client:
@@ -115,7 +116,13 @@ class Client:
         """
         from substra_worker.sdk.config import load_profile
 
-        profile = load_profile(profile_name, config_path, tokens_path)
+        if debug:  # the embedded node needs no profile: read one only if it is there
+            try:
+                profile = load_profile(profile_name, config_path, tokens_path)
+            except ConfigurationError:
+                profile = {"url": None}
+        else:
+            profile = load_profile(profile_name, config_path, tokens_path)
         return Client(
             url=profile["url"],
             token=token if token is not None else profile.get("token"),

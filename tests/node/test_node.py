@@ -253,3 +253,15 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_from_config_file_in_debug_mode_needs_no_profile(debug_env, tmp_path):
+    from substra_worker import Client
+
+    # Given no ~/.substra file at all: a debug client is built from it anyway
+    client = Client.from_config_file(
+        "nowhere", tmp_path / "no-config", tmp_path / "no-tokens", debug=True
+    )
+    # Then it drives the embedded node of the settings' state folder
+    assert client.list_node() == [{"id": "MyOrg1MSP", "isCurrent": True}]
+    assert client.list_algo() == []
