@@ -196,8 +196,11 @@ class Supervisor:
         if proc is None or proc.poll() is not None:
             return
         spec = child.spec
+        # The stop signal goes to the child alone: it stops its own children in order
+        # (a Celery worker lets its pool finish running jobs). The whole group is
+        # killed only when the grace period is over.
         try:
-            os.killpg(proc.pid, spec.stop_signal)
+            proc.send_signal(spec.stop_signal)
         except ProcessLookupError:
             return
         try:
@@ -207,6 +210,9 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        # whatever the child left behind in its group goes with it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def install_signal_handlers(supervisor: Supervisor) -> None:

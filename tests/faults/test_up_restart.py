@@ -145,14 +145,6 @@ def test_up_sigterm_with_jobs_in_flight_then_up_again(tmp_path):
     assert outcome.failed == len(w.doomed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "supervisor.Supervisor._terminate sends SIGTERM to the worker's whole process "
-        "group (os.killpg), so Celery's pool processes die at once instead of finishing "
-        "their jobs: `up`'s warm shutdown is not warm, running attempts are lost"
-    ),
-)
 def test_up_sigterm_lets_a_running_job_finish(node, proxy_for, tmp_path):
     check = "`up` stopped with SIGTERM lets a running job finish (warm shutdown)"
     record_reliability_check(check, "gap", "the pool processes get SIGTERM too: attempt lost")
