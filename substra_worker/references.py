@@ -16,6 +16,7 @@ job runs, every reference is replaced by the value it names.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Callable
@@ -269,6 +270,18 @@ def _recheck(store: StatusStore, job_id: str, send: Sender) -> JobState | None:
             dispatch=True,
         )
         if t.ok:
-            send(job_id, t.dispatch)
+            try:
+                send(job_id, t.dispatch)
+            except Exception:
+                # back to waiting, so the next release (or the recovery sweep) sends it;
+                # if even that fails, the sweep finds it queued without a message
+                with contextlib.suppress(Exception):
+                    store.transition(
+                        job_id,
+                        JobState.WAITING,
+                        allowed=[JobState.QUEUED],
+                        message="its message could not be sent: waiting again",
+                    )
+                raise
             return JobState.QUEUED
     return None
