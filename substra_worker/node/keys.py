@@ -60,7 +60,11 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def folder_files(folder: str | os.PathLike) -> list[Path]:
-    """Every file under ``folder``, recursively (symlinked files count, linked folders don't)."""
+    """Every file under ``folder``, recursively (symlinked files count, linked folders don't).
+
+    Where links lead is not checked here: ``registry`` refuses, before hashing, the links
+    of a server-path sample that resolve outside the node's data roots.
+    """
     files = []
     for root, _dirs, names in os.walk(folder):
         files.extend(Path(root) / name for name in names)

@@ -6,12 +6,30 @@ store; algo and metrics archives are also extracted once, safely, into
 Dockerfile without a usable ENTRYPOINT is a 400 then, not a failed tuple later).
 Data samples live in ``samples/<key>/`` when uploaded, or stay where they are
 when registered from a server path inside the node's data roots.
+
+What a sample folder may hold depends on where it comes from:
+
+- an uploaded archive: regular files and folders only (``extract`` refuses links);
+- a server path (``local=False``): the folder, each sub-folder ``multiple`` expands
+  to, and every link inside it (to a file or a folder) must resolve inside a data
+  root, else ``Forbidden`` naming it; the key covers files and links to files, not
+  linked folders (which the algo still sees, hence the check);
+- a local copy (``local_copy``, the debug backend's ``local=True``): the caller's own
+  files, wherever links lead; links to files are copied as content and linked folders
+  are left out, as the client's zip upload does.
+
+In every case a broken link or a file that is not a regular one (fifo, socket,
+device: reading them would block or never end) is a ``BadRequest`` naming it.
+Data roots are checked when a sample is registered: whoever may write inside a
+root may later change what its folders hold, so roots should be writable only by
+people trusted with what the node can read.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -80,9 +98,20 @@ def extracted(ctx: Context, key: str, label: str = "archive") -> Path:
     source = ctx.files.path(key)
     if not source.is_file():
         raise NotFound(f"the archive {key} is not in the file store")
+    tmp = _extract_to_temporary(ctx, source, key, label)
+    return _publish(tmp, target)
+
+
+def _extract_to_temporary(ctx: Context, source: Path, key: str, label: str) -> Path:
+    """``source`` extracted (safely) into a fresh hidden folder of the cache."""
     ctx.cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = ctx.cache_dir / f".{key}.{uuid.uuid4().hex}"
     extract.safe_extract(source, tmp, label=label)
+    return tmp
+
+
+def _publish(tmp: Path, target: Path) -> Path:
+    """Rename the extracted ``tmp`` to ``target``, unless someone got there first."""
     try:
         os.rename(tmp, target)
     except OSError:
@@ -93,15 +122,27 @@ def extracted(ctx: Context, key: str, label: str = "archive") -> Path:
     return target
 
 
-def _validate_archive(ctx: Context, key: str, label: str) -> None:
+def _validate_archive(ctx: Context, source: Path, key: str, label: str) -> None:
+    """Extract the uploaded ``source`` and check its Dockerfile, before anything is stored.
+
+    The checks run on a temporary folder that only becomes ``cache/<key>/`` once they
+    pass, so a refused archive leaves nothing behind, in the cache or the file store.
+    """
     from substra_worker.node.executor import entrypoint_script
 
-    folder = extracted(ctx, key, label)
+    target = ctx.cache_dir / key
+    # when the same bytes were accepted before, their folder is checked again, in place
+    folder = target if target.is_dir() else _extract_to_temporary(ctx, source, key, label)
     try:
         entrypoint_script(folder)
-    except ValueError as e:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise BadRequest(f"{label}: {e}") from e
+    except BaseException as e:
+        if folder is not target:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(e, ValueError):
+            raise BadRequest(f"{label}: {e}") from e
+        raise
+    if folder is not target:
+        _publish(folder, target)
 
 
 def _insert_asset(ctx: Context, kind: str, key: str, body: dict[str, Any]) -> None:
@@ -169,8 +210,9 @@ def add_objective(ctx: Context, data: dict, files: Mapping[str, Any]) -> dict:
     description = _file(files, "description")
     key = keys.sha256_file(description)
     _conflict_if_exists(ctx, "objective", key)
-    metrics_hash = ctx.files.put_file(metrics)
-    _validate_archive(ctx, metrics_hash, "metrics")
+    metrics_hash = keys.sha256_file(metrics)
+    _validate_archive(ctx, metrics, metrics_hash, "metrics")
+    ctx.files.put_file(metrics)
     ctx.files.put_file(description)
     body = {
         "name": name,
@@ -197,8 +239,8 @@ def add_algo(ctx: Context, kind: str, data: dict, files: Mapping[str, Any]) -> d
     description = _file(files, "description")
     key = keys.sha256_file(archive)
     _conflict_if_exists(ctx, kind, key)
+    _validate_archive(ctx, archive, key, "file")
     ctx.files.put_file(archive)
-    _validate_archive(ctx, key, "file")
     description_hash = ctx.files.put_file(description)
     body = {
         "name": name,
@@ -276,8 +318,41 @@ def _inside_roots(path: Path, roots: Sequence[str | os.PathLike]) -> bool:
     return any(resolved.is_relative_to(Path(root).resolve()) for root in roots)
 
 
+def _outside_roots(reason: str) -> Forbidden:
+    return Forbidden(f"{reason}; upload it (local=True) or configure a data root that contains it")
+
+
+def _check_sample_folder(folder: Path, roots: Sequence[str | os.PathLike] | None) -> None:
+    """Refuse what the node must not read in ``folder`` (see the module docstring).
+
+    ``roots``: every link must resolve inside one of them (server paths); None: links
+    may lead anywhere (the caller's own files, copied).
+    """
+    for parent, dirs, names in os.walk(folder):
+        base = Path(parent)
+        for name in dirs:  # os.walk lists linked folders here and does not enter them
+            path = base / name
+            if roots is not None and path.is_symlink() and not _inside_roots(path, roots):
+                raise _outside_roots(f"{path} links to a folder outside the node's data roots")
+        for name in names:
+            path = base / name
+            if roots is not None and path.is_symlink() and not _inside_roots(path, roots):
+                raise _outside_roots(f"{path} links to a file outside the node's data roots")
+            try:
+                mode = path.stat().st_mode  # follows links: what would be read
+            except OSError as e:
+                what = "a broken link" if path.is_symlink() else "unreadable"
+                raise BadRequest(f"{path} in the data sample folder is {what}") from e
+            if not stat.S_ISREG(mode):
+                raise BadRequest(
+                    f"{path} in the data sample folder is not a regular file "
+                    "(fifos, sockets and devices are refused)"
+                )
+
+
 def _copy_folder(source: Path, dest: Path) -> None:
     """Copy the files of ``source`` that an upload would carry (symlinked files as content)."""
+    _check_sample_folder(source, None)
     dest.mkdir(parents=True)
     for path in keys.folder_files(source):
         target = dest / path.relative_to(source)
@@ -319,18 +394,24 @@ def add_data_samples(
             if not local_copy:
                 for path in requested:
                     if not data_roots or not _inside_roots(path, data_roots):
-                        raise Forbidden(
-                            f"{path} is not inside the node's data roots; upload it "
-                            "(local=True) or configure a data root that contains it"
-                        )
+                        raise _outside_roots(f"{path} is not inside the node's data roots")
             folders = _expand_multiple(requested, bool(data.get("multiple")))
-            if local_copy:
+            if not local_copy:
+                # again after expansion: a sub-folder may be a link out of the roots
+                for folder in folders:
+                    if not _inside_roots(folder, data_roots):
+                        raise _outside_roots(f"{folder} resolves outside the node's data roots")
+                    _check_sample_folder(folder, data_roots)
+            else:
                 for folder in folders:
                     dest = ctx.tmp_dir / f"sample-{uuid.uuid4().hex}"
                     _copy_folder(folder, dest)
                     staged.append(dest)
                 folders = list(staged)
-        sample_keys = [keys.data_sample_key(f) for f in folders]
+        try:
+            sample_keys = [keys.data_sample_key(f) for f in folders]
+        except OSError as e:
+            raise BadRequest(f"a data sample folder cannot be read: {e}") from e
         if len(set(sample_keys)) != len(sample_keys):
             dups = sorted({k for k in sample_keys if sample_keys.count(k) > 1})
             raise BadRequest(f"several folders of the request have the same content: {dups}")

@@ -405,6 +405,8 @@ class NodeApp:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise BadRequest(f"the body is not valid JSON: {e}") from e
+        except RecursionError as e:
+            raise BadRequest(f"the body is nested too deeply to be read as JSON: {e}") from e
         if not isinstance(data, dict):
             raise BadRequest(f"the JSON body must be an object, not {type(data).__name__}")
         return data
@@ -475,6 +477,10 @@ class NodeApp:
             data = json.loads(raw)
         except json.JSONDecodeError as e:
             raise BadRequest(f"the 'json' form field is not valid JSON: {e}") from e
+        except RecursionError as e:
+            raise BadRequest(
+                f"the 'json' form field is nested too deeply to be read as JSON: {e}"
+            ) from e
         if not isinstance(data, dict):
             raise BadRequest("the 'json' form field must be a JSON object")
         return data

@@ -183,14 +183,6 @@ def test_malformed_requests_get_a_json_4xx(small_node, dataset_key, tally):
 NESTED = b"[" * 100_000 + b"]" * 100_000  # valid JSON that Python's parser cannot recurse into
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "node/server.py NodeApp._json_object and _json_field catch JSONDecodeError and "
-        "UnicodeDecodeError but not the RecursionError json.loads raises on deeply nested "
-        "input: the node answers 500 'internal error' instead of 400"
-    ),
-)
 @pytest.mark.parametrize("where", ["JSON body", "multipart json field"])
 def test_deeply_nested_json_is_a_400(small_node, dataset_key, where, tally):
     if where == "JSON body":

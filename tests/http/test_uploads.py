@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -62,6 +63,29 @@ def test_a_slow_upload_does_not_block_other_requests(api, files_dir):
 
 def test_uploads_leave_no_spooled_file_behind(api, node, files_dir):
     add_dataset(api, files_dir)
+    spool = [p for p in (node.node_dir / "uploads").rglob("*") if p.is_file()]
+    assert spool == []
+
+
+def test_a_refused_archive_leaves_no_file_in_the_store(api, node, tmp_path):
+    # an archive whose Dockerfile names no script: refused once extracted
+    files = {"Dockerfile": b"FROM python:3.7\n", "algo.py": b"print('never stored')\n"}
+    archive = tmp_path / "refused.tar.gz"
+    archive.write_bytes(assets.archive_bytes(files, "tar.gz"))
+    description = assets.description_path("# a refused algo, never stored\n", tmp_path)
+    keys = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (archive, description)]
+    assert (node.node_dir / "files").is_dir()  # where the store is
+    for server, part in (("algo", "file"), ("composite_algo", "file"), ("objective", "metrics")):
+        response = api.create(
+            f"/{server}/",
+            {"name": "refused", "permissions": {"public": True, "authorized_ids": []}},
+            {part: archive, "description": description},
+        )
+        assert response.status_code == 400, response.text
+        assert "ENTRYPOINT" in response.json()["message"]
+        for key in keys:
+            assert not (node.node_dir / "files" / key[:2] / key).exists(), server
+            assert not (node.node_dir / "cache" / key).exists(), server
     spool = [p for p in (node.node_dir / "uploads").rglob("*") if p.is_file()]
     assert spool == []
 

@@ -4,6 +4,7 @@ inside the download root, and the watcher follows no link out of its root."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -75,18 +76,9 @@ def test_server_paths_outside_the_data_roots_are_forbidden(rooted, how):
     record_security(f"local=False: a path outside the data roots is forbidden ({how})", "pass")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "node/registry.add_data_samples checks the requested paths against the data roots "
-        "before _expand_multiple lists their sub-folders, and is_dir() follows links: a "
-        "symlinked sub-folder of a parent inside a root registers a folder outside it"
-    ),
-)
 def test_multiple_does_not_follow_a_symlinked_subfolder_out_of_the_roots(rooted):
-    check = "local=False with multiple: a symlinked sub-folder out of the roots is refused"
-    record_security(check, "gap", "the sub-folders are not checked against the data roots")
     node, client, dataset, root, outside = rooted
+    before = len(client.list_data_sample())
     parent = root / "parent"
     make_sample_folders(parent, 1, prefix="real")
     (parent / "escape").symlink_to(outside / "secret1")
@@ -96,26 +88,64 @@ def test_multiple_does_not_follow_a_symlinked_subfolder_out_of_the_roots(rooted)
     registered = response.json() if response.ok else []
     paths = [item["path"] for item in registered]
     assert response.status_code == 403 and not paths, paths
-    record_security(check, "pass")
+    message = response.json()["message"]
+    assert "escape" in message and "data roots" in message
+    assert str(outside) not in message  # where the link leads is not told
+    assert len(client.list_data_sample()) == before  # not even the real sub-folder
+    # a symlinked sub-folder that stays inside the roots is followed
+    (parent / "escape").unlink()
+    (parent / "inside").symlink_to(make_sample_folders(root / "elsewhere", 1, prefix="in")[0])
+    response = post_server_path(
+        node, {"path": str(parent), "multiple": True, "data_manager_keys": [dataset]}
+    )
+    assert response.status_code == 201, response.text
+    assert len(response.json()) == 2
+    record_security(
+        "local=False with multiple: a symlinked sub-folder out of the roots is refused", "pass"
+    )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a sample folder inside a data root may hold a symlink to a file outside every "
-        "root: node/keys.folder_files follows it, so the node hashes and serves (to algos) "
-        "a file it was not allowed to read; the watcher refuses the same folder"
-    ),
-)
-def test_a_symlinked_file_out_of_the_roots_is_refused(rooted):
-    check = "local=False: a sample folder linking a file out of the roots is refused"
-    record_security(check, "gap", "the node follows the link and registers the file")
+@pytest.mark.parametrize("link", ["file", "folder", "file via a link inside the root"])
+def test_a_symlinked_file_out_of_the_roots_is_refused(rooted, link):
     node, client, dataset, root, outside = rooted
-    folder = make_sample_folders(root / "leaky", 1, prefix="leaky")[0]
-    (folder / "stolen.csv").symlink_to(outside / "secret0" / "data.csv")
+    before = len(client.list_data_sample())
+    folder = make_sample_folders(root / f"leaky-{link}", 1, prefix="leaky")[0]
+    if link == "file":
+        (folder / "stolen.csv").symlink_to(outside / "secret0" / "data.csv")
+    elif link == "folder":  # not part of the key, but the algo would see it
+        (folder / "stolen.csv").symlink_to(outside / "secret0", target_is_directory=True)
+    else:
+        relay = root / f"relay-{folder.parent.name}"
+        relay.symlink_to(outside / "secret0" / "data.csv")
+        (folder / "stolen.csv").symlink_to(relay)
     response = post_server_path(node, {"path": str(folder), "data_manager_keys": [dataset]})
-    assert response.status_code in (400, 403), response.text
-    record_security(check, "pass")
+    assert response.status_code == 403, response.text
+    message = response.json()["message"]
+    assert "stolen.csv" in message and "data roots" in message
+    assert str(outside) not in message
+    assert len(client.list_data_sample()) == before
+    record_security(
+        f"local=False: a sample folder linking a {link.split()[0]} out of the roots is refused",
+        "pass",
+    )
+
+
+def test_links_inside_the_roots_are_followed_and_special_files_refused(rooted):
+    node, client, dataset, root, outside = rooted
+    shared = make_sample_folders(root / "shared", 1, prefix="shared", seed=41)[0]
+    folder = make_sample_folders(root / "linking", 1, prefix="linking", seed=42)[0]
+    (folder / "shared.csv").symlink_to(shared / "data.csv")
+    response = post_server_path(node, {"path": str(folder), "data_manager_keys": [dataset]})
+    assert response.status_code == 201, response.text
+
+    broken = make_sample_folders(root / "broken", 1, prefix="broken", seed=43)[0]
+    (broken / "gone.csv").symlink_to(root / "no-such-file")
+    fifo = make_sample_folders(root / "fifo", 1, prefix="fifo", seed=44)[0]
+    os.mkfifo(fifo / "pipe")  # reading it would block the node
+    for path, name, why in [(broken, "gone.csv", "broken link"), (fifo, "pipe", "regular")]:
+        response = post_server_path(node, {"path": str(path), "data_manager_keys": [dataset]})
+        assert response.status_code == 400, response.text
+        assert name in response.json()["message"] and why in response.json()["message"]
 
 
 def test_a_server_path_job_outside_the_roots_fails_with_the_reason(rooted, tmp_path):
