@@ -7,6 +7,8 @@ The channel registers its own dataset (``opener.py`` + ``description.md``,
 named in ``channel.json``); each ``sample_<i>/data.csv`` holds rows ``x,y`` on
 the line y = 2x + 1 with a little noise. The content depends only on the
 sample number, so running it again changes nothing (and registers nothing new).
+The dataset's two files are the ones committed in ``watch_dirs/example/``:
+they are copied, never written from a second copy kept here.
 """
 
 from __future__ import annotations
@@ -18,55 +20,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-OPENER = '''\
-"""Opener of the example dataset: each data sample folder holds data.csv with rows ``x,y``."""
-
-import json
-import os
-
-import substratools as tools
-
-
-def _rows(folders):
-    rows = []
-    for folder in sorted(folders):
-        with open(os.path.join(folder, "data.csv"), encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    x, y = line.split(",")
-                    rows.append((float(x), float(y)))
-    return rows
-
-
-class ExampleOpener(tools.Opener):
-    def get_X(self, folders):
-        return [x for x, _ in _rows(folders)]
-
-    def get_y(self, folders):
-        return [y for _, y in _rows(folders)]
-
-    def fake_X(self, n_samples=None):
-        return [float(i) for i in range(n_samples or 10)]
-
-    def fake_y(self, n_samples=None):
-        return [2.0 * x + 1.0 for x in self.fake_X(n_samples)]
-
-    def get_predictions(self, path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-
-    def save_predictions(self, y_pred, path):
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump([float(v) for v in y_pred], f)
-'''
-
-DESCRIPTION = """\
-# Example dataset
-
-Points of the line y = 2x + 1 with a little noise, one `data.csv` (rows `x,y`)
-per data-sample folder. Registered by the watcher from `watch_dirs/example/`.
-"""
+# The dataset's files are committed in example/ and copied from there: one source.
+TEMPLATE = HERE / "example"
+DATASET_FILES = ("opener.py", "description.md")
 
 CHANNEL = {
     "dataset": {
@@ -103,8 +59,11 @@ def write_if_changed(path: Path, text: str) -> None:
 
 def make_example(root: Path, samples: int = 5) -> Path:
     channel = root / "example"
-    write_if_changed(channel / "opener.py", OPENER)
-    write_if_changed(channel / "description.md", DESCRIPTION)
+    for name in DATASET_FILES:
+        source = TEMPLATE / name
+        if not source.is_file():
+            raise SystemExit(f"{source} is missing: restore it from git (it is the source)")
+        write_if_changed(channel / name, source.read_text(encoding="utf-8"))
     write_if_changed(channel / "channel.json", json.dumps(CHANNEL, indent=2) + "\n")
     for i in range(samples):
         write_if_changed(channel / f"sample_{i}" / "data.csv", sample_csv(i))

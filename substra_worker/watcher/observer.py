@@ -4,7 +4,10 @@ The observer only says where to look; the watcher's own rescans are the ground
 truth. Events can be dropped (inotify queue overflow) and an observer thread
 can die: ``FolderObserver.ensure_alive()`` notices a dead observer or emitter
 and starts a new one, and the caller rescans to catch up on what it missed.
-When inotify cannot be used (watch limit reached), it falls back to polling.
+On Linux the lean ``inotify.InotifyReader`` watches the tree; elsewhere
+watchdog's native observer does; ``--polling`` uses watchdog's polling
+observer. When inotify cannot be used (watch limit reached), it falls back to
+polling.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
+
+from substra_worker.watcher import inotify
+from substra_worker.watcher.inotify import InotifyReader
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +83,20 @@ class FolderObserver:
         self.notify = notify
         self.polling = polling
         self.poll_interval = poll_interval
-        self.observer: BaseObserver | None = None
+        self.observer: BaseObserver | InotifyReader | None = None
         self.restarts = 0
 
     def start(self) -> None:
         self.observer = self._start(self.polling)
 
-    def _start(self, polling: bool) -> BaseObserver:
+    def _start(self, polling: bool) -> BaseObserver | InotifyReader:
+        if not polling and inotify.available():
+            try:
+                reader = InotifyReader(self.root, self.notify)
+            except OSError as e:
+                return self._fall_back(e)
+            reader.start()
+            return reader
         observer: BaseObserver = (
             PollingObserver(timeout=self.poll_interval) if polling else Observer()
         )
@@ -99,19 +112,22 @@ class FolderObserver:
         except OSError as e:
             if polling:
                 raise
-            # inotify watch or instance limit reached: polling still works
-            log.warning("inotify unavailable (%s): falling back to polling", e)
-            self.polling = True
             with contextlib.suppress(Exception):
                 observer.stop()
-            return self._start(True)
+            return self._fall_back(e)
         return observer
+
+    def _fall_back(self, error: OSError) -> BaseObserver:
+        # inotify watch or instance limit reached: polling still works
+        log.warning("inotify unavailable (%s): falling back to polling", error)
+        self.polling = True
+        return self._start(True)
 
     def alive(self) -> bool:
         observer = self.observer
         if observer is None or not observer.is_alive():
             return False
-        return all(emitter.is_alive() for emitter in observer.emitters)
+        return all(emitter.is_alive() for emitter in getattr(observer, "emitters", ()))
 
     def ensure_alive(self) -> bool:
         """Restart the observer if it or one of its emitters died; True when restarted."""

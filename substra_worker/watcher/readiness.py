@@ -66,13 +66,16 @@ class FileEntry:
     mtime_ns: int
 
 
-def walk(folder: Path, root: Path) -> list[FileEntry]:
+def walk(folder: Path, root: Path, *, root_real: str | None = None) -> list[FileEntry]:
     """Every regular file of ``folder``, recursively, following links that stay inside ``root``.
 
     Raises FolderGone, FolderChanging or BadFolder (a link leaving the root, a
-    broken link, a special file, an unreadable file or folder).
+    broken link, a special file, an unreadable file or folder). ``root_real`` is
+    the root's real path, when the caller has it already: resolving it costs a
+    ``stat`` per path component, at every call.
     """
-    root_real = os.path.realpath(root)
+    if root_real is None:
+        root_real = os.path.realpath(root)
     try:
         top = os.stat(folder)
     except FileNotFoundError as e:
@@ -142,8 +145,8 @@ def fingerprint(files: list[FileEntry]) -> Fingerprint:
     return Fingerprint(len(files), size, digest.hexdigest())
 
 
-def folder_fingerprint(folder: Path, root: Path) -> Fingerprint:
-    return fingerprint(walk(folder, root))
+def folder_fingerprint(folder: Path, root: Path, *, root_real: str | None = None) -> Fingerprint:
+    return fingerprint(walk(folder, root, root_real=root_real))
 
 
 def open_for_hash(path: str):

@@ -492,3 +492,85 @@ def test_records_of_folders_long_gone_are_pruned(h):
     h.watcher.wallclock = lambda: time.time() + h.settings.result_ttl + 10
     h.watcher.rescan()
     assert set(h.records()) == {"c/kept"}  # the folder on disk keeps its record
+
+
+def count_walks(monkeypatch) -> list[str]:
+    """The names of the folders the watcher walks (reads), in order."""
+    walked: list[str] = []
+    real_walk = rd.walk
+
+    def walk(folder, root, **kwargs):
+        walked.append(folder.name)
+        return real_walk(folder, root, **kwargs)
+
+    monkeypatch.setattr(rd, "walk", walk)
+    return walked
+
+
+def test_a_full_batch_is_sent_before_the_pass_ends(h, monkeypatch):
+    c = channel(h.root)
+    for i in range(12):
+        sample(c, f"s{i:02d}")
+        (c / f"s{i:02d}.ready").write_text("")
+    walked = count_walks(monkeypatch)
+    looked_at_submit = []
+    real_submit = h.fake.submit
+
+    def submit(operation, data, **options):
+        looked_at_submit.append(len(set(walked)))
+        return real_submit(operation, data, **options)
+
+    monkeypatch.setattr(h.fake, "submit", submit)
+    h.watcher.rescan()  # one pass over the 12 folders, marked ready
+    batches = h.fake.of("add_data_samples")
+    assert [len(j.data["paths"]) for j in batches] == [4, 4, 4]
+    # each batch left as soon as it was full, not once every folder had been looked at
+    assert looked_at_submit == [4, 8, 12]
+    assert {r.status for r in h.watcher.records.values()} == {"queued"}
+
+
+def test_a_copy_of_a_folder_sent_earlier_in_the_pass_is_a_duplicate(h):
+    h.settings = h.settings.replace(batch_size=2)
+    h.new_watcher()
+    c = channel(h.root)
+    for name, content in (("a", "same\n"), ("b", "b\n"), ("c", "same\n")):
+        sample(c, name, content)
+        (c / f"{name}.ready").write_text("")
+    h.watcher.rescan()
+    recs = h.watcher.records
+    assert {k: r.status for k, r in recs.items()} == {
+        "c/a": "queued",
+        "c/b": "queued",
+        "c/c": "duplicate",
+    }
+    assert recs["c/c"].duplicate_of == "c/a"
+    h.settle()
+    assert len(h.fake.samples) == 2
+
+
+def test_events_naming_entries_do_not_rescan_the_channel(h, monkeypatch):
+    c = channel(h.root)
+    for i in range(5):
+        sample(c, f"s{i}")
+    h.settle()
+    h.watcher._next_rescan = h.clock() + 1000  # no periodic rescan in this test
+    walked = count_walks(monkeypatch)
+    sample(c, "new")
+    (c / "new.ready").write_text("")
+    # what the observer reports for a folder renamed in and marked: the channel folder
+    # changed, and its entries
+    for entry in (None, "new", "new.ready"):
+        h.watcher._on_event("c", entry)
+    h.watcher.step()
+    assert set(walked) == {"new"}
+    # an event on the channel folder alone (its permissions...) still has it scanned whole
+    walked.clear()
+    h.watcher._on_event("c", None)
+    h.watcher.step()
+    assert set(walked) == {"s0", "s1", "s2", "s3", "s4", "new"}
+    # a changed channel.json has it scanned whole too
+    walked.clear()
+    for entry in ("channel.json", "s1"):
+        h.watcher._on_event("c", entry)
+    h.watcher.step()
+    assert set(walked) == {"s0", "s1", "s2", "s3", "s4", "new"}
