@@ -6,7 +6,7 @@ jobs, once only), ``tracking`` (what a finished job means), ``datasets``
 (channels and the datasets they register), ``archive`` (``--archive-to``),
 sharing a ``context.WatchContext``. Below them: ``channel`` reads
 ``channel.json``, ``readiness`` says when a folder is complete, ``batching``
-groups ready folders, ``observer`` and ``inotify`` report changes, ``state``
+groups ready folders, ``observer`` reports changes, ``state``
 keeps the per-folder records, and ``submit`` is the one module that talks to
 the job queue.
 """

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from substra_worker.watcher.archive import Archiver
     from substra_worker.watcher.datasets import ChannelDatasets
     from substra_worker.watcher.folders import Folders
+    from substra_worker.watcher.observer import FolderObserver
     from substra_worker.watcher.scan import Scanner
     from substra_worker.watcher.sending import Sender
     from substra_worker.watcher.tracking import JobTracker
@@ -102,6 +103,20 @@ class WatchContext:
         self.pending_of: dict[str, tuple[str, str]] = {}  # folder -> its (dataset, hash)
         self.next_failed_retry: dict[str, float] = {}  # folder -> when to try it again
         self.dirty: set[str] = set()  # folders whose record changed since the last save
+        self.observer: FolderObserver | None = None  # None: the caller decides when to look
+
+    # --- watches -----------------------------------------------------------------------
+
+    def watch_channel(self, name: str) -> None:
+        """Have the entries of a channel folder watched (before it is listed)."""
+        if self.observer is not None:
+            self.observer.watch_channel(name)
+
+    def unwatch_channels(self, names: set[str]) -> None:
+        """Stop watching channels that are gone, or no longer folders."""
+        if self.observer is not None:
+            for name in names:
+                self.observer.unwatch_channel(name)
 
     # --- records ---------------------------------------------------------------------
 

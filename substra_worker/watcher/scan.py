@@ -2,7 +2,9 @@
 
 A full rescan (at start, then every ``rescan_interval``) looks at every channel
 and folder: it reconciles the records with the disk and is the net for events
-the kernel dropped. Between rescans, events say where to look. Every folder
+the kernel dropped, and for changes inside folders, which are not watched.
+Scanning a channel has it watched (before it is listed), and a channel found
+gone is no longer watched. Between rescans, events say where to look. Every folder
 renamed into a channel also modifies the channel folder; when the same events
 name the entries that changed, those entries are looked at, not the whole
 channel again.
@@ -41,6 +43,8 @@ class Scanner:
         for name in list(ctx.channels):
             if name not in present:
                 self.scan_channel(name)
+        if ctx.observer is not None:
+            ctx.unwatch_channels(ctx.observer.channels - present)
         for key, rec in list(ctx.records.items()):
             if rec.channel not in present and not rec.archived_to:
                 ctx.folders.gone(key)
@@ -116,6 +120,7 @@ class Scanner:
         try:
             st = os.stat(path)
         except FileNotFoundError:
+            ctx.unwatch_channels({name})
             ctx.datasets.removed(name)
             for key in [k for k, r in ctx.records.items() if r.channel == name]:
                 ctx.folders.gone(key)
@@ -125,12 +130,14 @@ class Scanner:
             return
         if not stat.S_ISDIR(st.st_mode):
             # files at the root are not channels: the place for a README or a script
+            ctx.unwatch_channels({name})
             ctx.channels.pop(name, None)
             return
         problem = rd.name_problem(name)
         if problem:
             ctx.datasets.problem(name, "channel " + problem)
             return
+        ctx.watch_channel(name)  # before it is listed: nothing arriving meanwhile is missed
         channel = ctx.channels.get(name)
         if channel is None or channel.config_stamp != config_stamp(path):
             channel = ctx.datasets.load(name)

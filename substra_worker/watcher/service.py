@@ -1,7 +1,10 @@
 """The watcher: folders dropped into channels become data-sample jobs, once each.
 
 One thread does all the work (``step()``), so the state needs no locks: the
-observer thread only notes which channel or entry changed. Each step rescans
+observer thread only notes which channel or entry changed. Nothing inside a
+sample folder is watched: a folder still settling is looked at again when its
+quiet period may be over (``Scanner.look_at_due``), whether or not anything
+was reported. Each step rescans
 the root when due (reconciliation at start, then every ``rescan_interval``),
 looks at the folders that changed or whose quiet period may be over, sends
 the batches that are due, and reads back the jobs it is waiting for.
@@ -144,6 +147,7 @@ class Watcher:
                 poll_interval=max(0.1, min(1.0, self.settings.quiet_period)),
             )
             self.observer.start()
+            ctx.observer = self.observer  # the scans add and remove the channels' watches
         self.rescan()
         self._resubmit_interrupted()
         ctx.save()
@@ -173,7 +177,7 @@ class Watcher:
     def close(self) -> None:
         if self.observer is not None:
             self.observer.stop()
-            self.observer = None
+            self.observer = self.ctx.observer = None
         self.ctx.save()
 
     # --- events ------------------------------------------------------------------------
