@@ -20,6 +20,10 @@ Every state change is one Lua script: it checks the current state, moves the
 id between indexes, appends history and sets the retention in one step, so two
 workers (or a worker and a producer canceling) never both win. Finished jobs
 expire after ``result_ttl`` seconds; failed jobs stay until retried or purged.
+
+A worker's attempt costs two round trips: ``start_attempt`` (read the job, take
+its lease, record ``running``) and the ``transition`` that records its outcome,
+releases the lease and counts the jobs waiting on it.
 """
 
 from __future__ import annotations
@@ -58,8 +62,12 @@ if ARGV[8] == '1' then
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {2, ARGV[2]} end
-local f = cjson.decode(ARGV[3])
-for k, v in pairs(f) do redis.call('HSET', KEYS[1], k, v) end
+local h = {}
+for k, v in pairs(cjson.decode(ARGV[3])) do
+  h[#h + 1] = k
+  h[#h + 1] = v
+end
+redis.call('HSET', KEYS[1], unpack(h))
 redis.call('ZADD', p .. 'state:' .. ARGV[4], ARGV[5], ARGV[2])
 redis.call('ZADD', p .. 'op:' .. ARGV[6], ARGV[5], ARGV[2])
 redis.call('ZADD', p .. 'opstate:' .. ARGV[6] .. ':' .. ARGV[4], ARGV[5], ARGV[2])
@@ -69,70 +77,134 @@ if ARGV[8] == '1' then redis.call('SET', KEYS[3], ARGV[2]) end
 return {1, ARGV[2]}
 """
 
-_TRANSITION = """
--- KEYS: job, history, attempts, keys
--- ARGV: 1 prefix, 2 allowed states csv or '*', 3 new state, 4 now, 5 history json,
---       6 fields json, 7 ttl (-1 keep, 0 persist, >0 expire), 8 bump dispatch,
---       9 attempt json to start, 10 attempt patch json, 11 token, 12 history max
-local p = ARGV[1]
-local cur = redis.call('HGET', KEYS[1], 'state')
-if not cur then return {-1, '', 0} end
-if redis.call('HGET', KEYS[1], 'last_tx') == ARGV[11] then
-  return {1, cur, tonumber(redis.call('HGET', KEYS[1], 'dispatch') or '0')}
-end
-if ARGV[2] ~= '*' then
-  local ok = false
-  for s in string.gmatch(ARGV[2], '[^,]+') do
-    if s == cur then ok = true end
+# One state change, shared by the scripts below: check the state, move the id
+# between indexes, write fields, finish/start an attempt, append history, set
+# retention. K: job, history, attempts, keys. A: prefix, allowed states csv or
+# '*', new state, now, history json, fields json, ttl (-1 keep, 0 persist, >0
+# expire), bump dispatch, attempt json to start, attempt patch json, token,
+# history max. Returns {status, state before, dispatch, counts}: counts holds
+# the job's dispatch, attempts and run_attempts after the change.
+_MOVE = """
+local function move(K, A)
+  local p = A[1]
+  local r = redis.call('HMGET', K[1], 'state', 'last_tx', 'id', 'operation', 'dispatch',
+                       'idem_key', 'attempts', 'run_attempts')
+  local cur = r[1]
+  if not cur then return {-1, '', 0} end
+  local f = {id = r[3], operation = r[4], dispatch = tonumber(r[5] or '0'),
+             attempts = tonumber(r[7] or '0'), run_attempts = tonumber(r[8] or '0')}
+  if r[2] == A[11] then return {1, cur, f.dispatch, f} end
+  if A[2] ~= '*' then
+    local ok = false
+    for s in string.gmatch(A[2], '[^,]+') do
+      if s == cur then ok = true end
+    end
+    if not ok then return {0, cur, 0, f} end
   end
-  if not ok then return {0, cur, 0} end
-end
-local id = redis.call('HGET', KEYS[1], 'id')
-local op = redis.call('HGET', KEYS[1], 'operation')
-local new = ARGV[3]
-if new ~= cur then
-  redis.call('ZREM', p .. 'state:' .. cur, id)
-  redis.call('ZREM', p .. 'opstate:' .. op .. ':' .. cur, id)
-end
-redis.call('ZADD', p .. 'state:' .. new, ARGV[4], id)
-redis.call('ZADD', p .. 'opstate:' .. op .. ':' .. new, ARGV[4], id)
-redis.call('HSET', KEYS[1], 'state', new, 'updated_at', ARGV[4], 'last_tx', ARGV[11])
-local fields = cjson.decode(ARGV[6])
-for k, v in pairs(fields) do
-  if v == '' then redis.call('HDEL', KEYS[1], k) else redis.call('HSET', KEYS[1], k, v) end
-end
-local dispatch = tonumber(redis.call('HGET', KEYS[1], 'dispatch') or '0')
-if ARGV[8] == '1' then dispatch = redis.call('HINCRBY', KEYS[1], 'dispatch', 1) end
-if ARGV[10] ~= '' then
-  local last = redis.call('LINDEX', KEYS[3], -1)
-  if last then
-    local a = cjson.decode(last)
-    for k, v in pairs(cjson.decode(ARGV[10])) do a[k] = v end
-    redis.call('LSET', KEYS[3], -1, cjson.encode(a))
+  local id, op, new = f.id, f.operation, A[3]
+  if new ~= cur then
+    redis.call('ZREM', p .. 'state:' .. cur, id)
+    redis.call('ZREM', p .. 'opstate:' .. op .. ':' .. cur, id)
   end
-end
-if ARGV[9] ~= '' then
-  local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('HINCRBY', KEYS[1], 'run_attempts', 1)
-  local a = cjson.decode(ARGV[9])
-  a['number'] = n
-  redis.call('RPUSH', KEYS[3], cjson.encode(a))
-end
-if ARGV[5] ~= '' then
-  redis.call('RPUSH', KEYS[2], ARGV[5])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[12]), -1)
-end
-local ttl = tonumber(ARGV[7])
-if ttl ~= -1 then
-  local idem = redis.call('HGET', KEYS[1], 'idem_key')
-  local all = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}
-  if idem and idem ~= '' then table.insert(all, idem) end
-  for _, k in ipairs(all) do
-    if ttl > 0 then redis.call('EXPIRE', k, ttl) else redis.call('PERSIST', k) end
+  redis.call('ZADD', p .. 'state:' .. new, A[4], id)
+  redis.call('ZADD', p .. 'opstate:' .. op .. ':' .. new, A[4], id)
+  local h = {'state', new, 'updated_at', A[4], 'last_tx', A[11]}
+  local gone = {}
+  for k, v in pairs(cjson.decode(A[6])) do
+    if v == '' then
+      gone[#gone + 1] = k
+    else
+      h[#h + 1] = k
+      h[#h + 1] = v
+    end
+    -- a count written here is the base of the increments below
+    if k == 'dispatch' or k == 'attempts' or k == 'run_attempts' then f[k] = tonumber(v) or 0 end
   end
+  if A[8] == '1' then
+    f.dispatch = f.dispatch + 1
+    h[#h + 1] = 'dispatch'
+    h[#h + 1] = f.dispatch
+  end
+  if A[10] ~= '' then
+    local last = redis.call('LINDEX', K[3], -1)
+    if last then
+      local a = cjson.decode(last)
+      for k, v in pairs(cjson.decode(A[10])) do a[k] = v end
+      redis.call('LSET', K[3], -1, cjson.encode(a))
+    end
+  end
+  if A[9] ~= '' then
+    f.attempts = f.attempts + 1
+    f.run_attempts = f.run_attempts + 1
+    h[#h + 1] = 'attempts'
+    h[#h + 1] = f.attempts
+    h[#h + 1] = 'run_attempts'
+    h[#h + 1] = f.run_attempts
+    local a = cjson.decode(A[9])
+    a['number'] = f.attempts
+    redis.call('RPUSH', K[3], cjson.encode(a))
+  end
+  if #gone > 0 then redis.call('HDEL', K[1], unpack(gone)) end
+  redis.call('HSET', K[1], unpack(h))
+  if A[5] ~= '' and redis.call('RPUSH', K[2], A[5]) > tonumber(A[12]) then
+    redis.call('LTRIM', K[2], -tonumber(A[12]), -1)
+  end
+  local ttl = tonumber(A[7])
+  if ttl ~= -1 then
+    local all = {K[1], K[2], K[3], K[4]}
+    if r[6] and r[6] ~= '' then all[#all + 1] = r[6] end
+    for _, k in ipairs(all) do
+      if ttl > 0 then redis.call('EXPIRE', k, ttl) else redis.call('PERSIST', k) end
+    end
+  end
+  return {1, cur, f.dispatch, f}
 end
-return {1, cur, dispatch}
 """
+
+_TRANSITION = (
+    _MOVE
+    + """
+-- KEYS: job, history, attempts, keys, lease, waiters
+-- ARGV: 1-12 as move's A, 13 holder whose lease on the job to release ('' none)
+local r = move(KEYS, ARGV)
+if ARGV[13] ~= '' and redis.call('GET', KEYS[5]) == ARGV[13] then
+  redis.call('DEL', KEYS[5])
+end
+return {r[1], r[2], r[3], redis.call('SCARD', KEYS[6])}
+"""
+)
+
+# The start of an attempt in one round trip: read the state, take the job's
+# lease (or take it over from a holder known dead), record `running` with the
+# new attempt (and the previous attempt `lost` when it was running), and return
+# what the attempt needs. A replay of the same call (same holder and token, after
+# a lost reply) returns the attempt it started instead of starting another.
+_START = (
+    _MOVE
+    + """
+-- KEYS: job, history, attempts, keys, lease, waiters
+-- ARGV: 1 prefix, 2 holder, 3 lease ms, 4 holder to take over from ('' none), 5 now,
+--       6 history json, 7 history json when the previous attempt was lost,
+--       8 fields json, 9 attempt json, 10 lost attempt patch json, 11 token, 12 history max
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {'missing'} end
+if cur == 'succeeded' or cur == 'failed' or cur == 'canceled' then
+  return {'final', cur, redis.call('SCARD', KEYS[6])}
+end
+if cur == 'waiting' then return {'waiting', cur} end
+local held = redis.call('GET', KEYS[5])
+if held and held ~= ARGV[2] and held ~= ARGV[4] then
+  return {'busy', held, redis.call('PTTL', KEYS[5])}
+end
+if held ~= ARGV[2] then redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[3]) end
+local lost = cur == 'running'
+-- a replay (same token) changes nothing and returns the attempt it started
+local r = move(KEYS, {ARGV[1], '*', 'running', ARGV[5], lost and ARGV[7] or ARGV[6], ARGV[8],
+                      '0', '0', ARGV[9], lost and ARGV[10] or '', ARGV[11], ARGV[12]})
+local envelope = redis.call('HGET', KEYS[1], 'envelope') or ''
+return {'running', cur, envelope, r[4].attempts, r[4].run_attempts}
+"""
+)
 
 _SET_FIELDS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -152,11 +224,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-_REFRESH_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+_REFRESH_LEASES = """
+-- KEYS: leases; ARGV: 1 ms, then the holder of each lease
+local out = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[i + 1] then
+    redis.call('PEXPIRE', k, ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
 end
-return 0
+return out
 """
 
 
@@ -167,6 +246,28 @@ class Transition:
     ok: bool
     previous: str | None
     dispatch: int = 0
+    waiters: int = 0  # jobs waiting on this one (0: no reference to release)
+
+
+@dataclass(frozen=True)
+class Start:
+    """What ``start_attempt`` found, and what the attempt needs when it started.
+
+    ``outcome`` is ``running`` (the attempt started: ``envelope`` and the
+    counts are set), ``missing`` (no record), ``final`` (finished already;
+    ``waiters`` counts the jobs still listed as waiting on it), ``waiting``
+    (for references), or ``busy`` (another ``holder`` has the lease, for
+    ``lease_remaining`` more seconds).
+    """
+
+    outcome: str
+    state: str | None = None
+    envelope: dict[str, Any] | None = None
+    attempts: int = 0  # attempts over the job's life, this one included
+    run_attempts: int = 0  # attempts since the job was last queued by hand (retry)
+    holder: str | None = None
+    lease_remaining: float = 0.0
+    waiters: int = 0
 
 
 def connect(url: str | None) -> redis.Redis:
@@ -214,7 +315,8 @@ class StatusStore:
         self._set_fields = client.register_script(_SET_FIELDS)
         self._release_lease = client.register_script(_RELEASE_LEASE)
         self._append_keys = client.register_script(_APPEND_KEYS)
-        self._refresh_lease = client.register_script(_REFRESH_LEASE)
+        self._refresh_leases = client.register_script(_REFRESH_LEASES)
+        self._start = client.register_script(_START)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StatusStore:
@@ -235,6 +337,10 @@ class StatusStore:
     def _job_keys(self, job_id: str) -> list[str]:
         base = self.job_key(job_id)
         return [base, f"{base}:history", f"{base}:attempts", f"{base}:keys"]
+
+    def _script_keys(self, job_id: str) -> list[str]:
+        """The job's keys, its lease and its waiters: the KEYS of the transition scripts."""
+        return [*self._job_keys(job_id), self._lease_key(job_id), self._waiters_key(job_id)]
 
     def _idem_key(self, producer: str, key: str) -> str:
         return f"{self.prefix}idem:{producer}:{key}"
@@ -260,6 +366,37 @@ class StatusStore:
         With an idempotency key already used by the same producer, nothing is
         written and the existing job's id is returned with ``created=False``.
         """
+        job_id, status, _ = self._insert(envelope, state, message, error)
+        return job_id, status != 0
+
+    def create_record(
+        self,
+        envelope: dict[str, Any],
+        state: JobState = JobState.QUEUED,
+        *,
+        message: str = "submitted",
+        error: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """Record a new job like ``create``; return ``(record, created)``.
+
+        The record is what ``load`` would return right after the write, built
+        from what was written (no read back). When the idempotency key names an
+        existing job, that job is loaded (None if it vanished meanwhile).
+        """
+        job_id, status, (fields, history) = self._insert(envelope, state, message, error)
+        if status == 1:
+            return _record(fields, [history], [], []), True
+        # 0: the job of the idempotency key; 2: a record with this id exists already
+        return self.load(job_id), status != 0
+
+    def _insert(
+        self,
+        envelope: dict[str, Any],
+        state: JobState,
+        message: str,
+        error: dict[str, Any] | None,
+    ) -> tuple[str, int, tuple[dict[str, str], str]]:
+        """Write the record; return its id, the script's status and what was written."""
         now = _now()
         job_id = envelope["id"]
         producer = envelope.get("producer") or "default"
@@ -299,7 +436,7 @@ class StatusStore:
                 "1" if idem else "0",
             ],
         )
-        return str(found), int(status) != 0
+        return str(found), int(status), (fields, history)
 
     def exists(self, job_id: str) -> bool:
         return bool(self.redis.exists(self.job_key(job_id)))
@@ -323,17 +460,7 @@ class StatusStore:
         raw, history, attempts, sample_keys = pipe.execute()
         if not raw:
             return None
-        record = {name: _decode_field(name, value) for name, value in raw.items()}
-        record.pop("last_tx", None)
-        record.pop("idem_key", None)
-        record["target"] = record.get("target") or None
-        record["idempotency_key"] = record.get("idempotency_key") or None
-        record["history"] = [json.loads(h) for h in history]
-        record["attempts"] = [json.loads(a) for a in attempts]
-        record["attempt_count"] = int(raw.get("attempts", 0))
-        if record.get("result") is not None and record["operation"] == "add_data_samples":
-            record["result"]["keys"] = sample_keys
-        return record
+        return _record(raw, history, attempts, sample_keys)
 
     def transition(
         self,
@@ -346,6 +473,7 @@ class StatusStore:
         dispatch: bool = False,
         start_attempt: dict[str, Any] | None = None,
         finish_attempt: dict[str, Any] | None = None,
+        release_lease: str | None = None,
     ) -> Transition:
         """Move a job to ``to`` if its state is one of ``allowed`` (any state when None).
 
@@ -353,6 +481,8 @@ class StatusStore:
         and lists are stored as JSON). ``dispatch`` increments the dispatch
         number that the next message must carry. Retention follows the new
         state: finished jobs expire after ``result_ttl``, others never.
+        ``release_lease`` names a lease holder: its lease on the job is released
+        in the same step, applied or not. The result counts the job's waiters.
         """
         now = _now()
         encoded: dict[str, str] = {}
@@ -372,8 +502,8 @@ class StatusStore:
         else:
             ttl = 0
         history = _dumps({"at": now, "state": to.value, "message": message})
-        status, previous, number = self._transition(
-            keys=self._job_keys(job_id),
+        status, previous, number, waiters = self._transition(
+            keys=self._script_keys(job_id),
             args=[
                 self.prefix,
                 "*" if allowed is None else ",".join(JobState(s).value for s in allowed),
@@ -387,9 +517,65 @@ class StatusStore:
                 _dumps(finish_attempt) if finish_attempt else "",
                 uuid.uuid4().hex,
                 str(HISTORY_MAX),
+                release_lease or "",
             ],
         )
-        return Transition(int(status) == 1, previous or None, int(number))
+        return Transition(int(status) == 1, previous or None, int(number), int(waiters))
+
+    def start_attempt(
+        self,
+        job_id: str,
+        holder: str,
+        lease_ttl: float,
+        *,
+        attempt: dict[str, Any],
+        message: str,
+        lost: dict[str, Any],
+        lost_message: str,
+        take_over: str | None = None,
+    ) -> Start:
+        """Take the job's lease and record ``running`` with a new ``attempt``, in one step.
+
+        Nothing is written unless the job is queued, retrying or running and its
+        lease is free, already ``holder``'s, or held by ``take_over`` (a holder
+        known dead). A job found ``running`` was delivered again after its
+        worker stopped: its last attempt is patched with ``lost`` and the
+        history says ``lost_message`` instead of ``message``.
+        """
+        now = _now()
+        history = _dumps({"at": now, "state": JobState.RUNNING.value, "message": message})
+        history_lost = _dumps({"at": now, "state": JobState.RUNNING.value, "message": lost_message})
+        reply = self._start(
+            keys=self._script_keys(job_id),
+            args=[
+                self.prefix,
+                holder,
+                int(lease_ttl * 1000),
+                take_over or "",
+                repr(now),
+                history,
+                history_lost,
+                _dumps({"started_at": repr(now)}),
+                _dumps(attempt),
+                _dumps(lost),
+                uuid.uuid4().hex,
+                str(HISTORY_MAX),
+            ],
+        )
+        outcome = reply[0]
+        if outcome == "running":
+            return Start(
+                outcome,
+                reply[1],
+                json.loads(reply[2]) if reply[2] else {},
+                int(reply[3]),
+                int(reply[4]),
+            )
+        if outcome == "final":
+            return Start(outcome, reply[1], waiters=int(reply[2]))
+        if outcome == "busy":
+            return Start(outcome, holder=reply[1], lease_remaining=max(0, int(reply[2])) / 1000)
+        return Start(outcome, reply[1] if len(reply) > 1 else None)
 
     def set_fields(self, job_id: str, **fields: Any) -> bool:
         """Write fields of an existing record (progress, say); False when there is none."""
@@ -443,10 +629,19 @@ class StatusStore:
     def lease_holder(self, job_id: str) -> str | None:
         return self.redis.get(self._lease_key(job_id))
 
-    def refresh_lease(self, job_id: str, holder: str, ttl: float) -> bool:
-        return bool(
-            self._refresh_lease(keys=[self._lease_key(job_id)], args=[holder, int(ttl * 1000)])
+    def refresh_leases(self, leases: dict[str, str], ttl: float) -> list[str]:
+        """Extend each ``job id -> holder`` lease still held by its holder, in one step.
+
+        Returns the ids of the jobs whose lease was lost (expired, or taken over).
+        """
+        if not leases:
+            return []
+        ids = list(leases)
+        kept = self._refresh_leases(
+            keys=[self._lease_key(i) for i in ids],
+            args=[int(ttl * 1000), *(leases[i] for i in ids)],
         )
+        return [i for i, ok in zip(ids, kept, strict=True) if not int(ok)]
 
     def lease_remaining(self, job_id: str) -> float:
         """Seconds until the lease of ``job_id`` expires (0 when there is none)."""
@@ -457,21 +652,6 @@ class StatusStore:
 
     def release_lease(self, job_id: str, holder: str) -> None:
         self._release_lease(keys=[self._lease_key(job_id)], args=[holder])
-
-    def steal_lease(self, job_id: str, old: str, holder: str, ttl: float) -> bool:
-        """Take over a lease whose holder is known dead."""
-        key = self._lease_key(job_id)
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                if pipe.get(key) != old:
-                    return False
-                pipe.multi()
-                pipe.set(key, holder, px=int(ttl * 1000))
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                return False
 
     # --- queries -----------------------------------------------------------------------
 
@@ -605,6 +785,23 @@ def _chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _record(
+    raw: dict[str, str], history: list[str], attempts: list[str], sample_keys: list[str]
+) -> dict[str, Any]:
+    """The JSON-friendly record of a job from its stored hash and lists."""
+    record = {name: _decode_field(name, value) for name, value in raw.items()}
+    record.pop("last_tx", None)
+    record.pop("idem_key", None)
+    record["target"] = record.get("target") or None
+    record["idempotency_key"] = record.get("idempotency_key") or None
+    record["history"] = [json.loads(h) for h in history]
+    record["attempts"] = [json.loads(a) for a in attempts]
+    record["attempt_count"] = int(raw.get("attempts", 0))
+    if record.get("result") is not None and record["operation"] == "add_data_samples":
+        record["result"]["keys"] = sample_keys
+    return record
 
 
 def _decode_field(name: str, value: str | None) -> Any:

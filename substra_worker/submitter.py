@@ -103,29 +103,34 @@ class Submitter:
         """Submit a job envelope (the JSON form the HTTP API and the CLI read).
 
         The job is recorded as this submitter's (its ``producer``), whatever the
-        envelope says: references and idempotency keys are scoped to it.
+        envelope says: references and idempotency keys are scoped to it. The
+        returned ``Job`` holds the record as written (``refresh()`` reloads it).
         """
         envelope = dict(envelope) if isinstance(envelope, dict) else envelope
         if isinstance(envelope, dict):
             envelope["producer"] = self.producer
         env = load_envelope(envelope, download_root=self.settings.download_root)
         state, error = self._initial_state(env)
-        job_id, created = self.store.create(
+        record, created = self.store.create_record(
             env,
             state,
             message="submitted" if error is None else error["message"],
             error=error,
         )
+        if record is None:  # the existing job this submission names was purged meanwhile
+            raise JobNotFound("the existing job for this submission is gone (purged)")
+        job = Job(self.store, record)
         if not created:
-            return Job.load(self.store, job_id)
+            return job
         if state is JobState.QUEUED:
-            self._send(job_id, 1)
+            self._send(job.id, 1)
         elif state is JobState.WAITING:
             for ref_id in env["references"]:
-                self.store.add_waiter(ref_id, job_id)
+                self.store.add_waiter(ref_id, job.id)
             # a reference may have finished between the check and add_waiter
-            references.release(self.store, job_id, self._send)
-        return Job.load(self.store, job_id)
+            references.release(self.store, job.id, self._send)
+            job.refresh()
+        return job
 
     def _initial_state(self, env: dict[str, Any]) -> tuple[JobState, dict[str, Any] | None]:
         refs = env["references"]

@@ -4,6 +4,11 @@ One ``Transport`` per client holds one ``requests.Session`` (keep-alive: N calls
 share one connection), puts the protocol headers on every call, bounds every
 socket operation with a timeout, retries 502/503/504 with backoff inside the
 call, and turns every failure into an ``SDKException``.
+
+Proxies and CA bundles come from the environment as with plain requests
+(``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``,
+``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``), read at a client's first call to
+each host and kept for the client's life: set them before creating the client.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
+from requests.sessions import merge_setting
+from requests.utils import get_environ_proxies
 
 from substra_worker.sdk import exceptions
 
@@ -31,6 +38,49 @@ FIRST_BACKOFF = 1.0  # seconds before the first retry, doubled each time
 CHUNK_SIZE = 1024 * 1024  # bytes read at once from a streamed download
 
 _NO_BODY = object()
+ENVIRONMENT_CACHE_SIZE = 64  # hosts whose proxy settings a session keeps
+
+
+class _Session(requests.Session):
+    """A session that reads the environment's proxy and CA settings once per host.
+
+    ``requests`` reads them again for every request (``merge_environment_settings``
+    walks the whole environment for ``*_proxy`` variables: a sixth of a short
+    call on loopback). What it finds depends only on the environment and on the
+    URL's scheme and host, so it is kept per scheme and host. The merge with
+    the session's own settings is the one ``requests`` does; ``.netrc`` and
+    redirects are left to ``requests``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str, str | None], tuple[dict, str | None]] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        no_proxy = proxies.get("no_proxy") if proxies is not None else None
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, no_proxy)
+        found = self._environment.get(key)
+        if found is None:
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            found = (get_environ_proxies(url, no_proxy=no_proxy), bundle)
+            if len(self._environment) >= ENVIRONMENT_CACHE_SIZE:
+                self._environment.clear()
+            self._environment[key] = found
+        env_proxies, bundle = found
+        if proxies is not None:
+            for name, value in env_proxies.items():
+                proxies.setdefault(name, value)
+        if verify is True or verify is None:
+            verify = bundle or verify
+        return {
+            "proxies": merge_setting(proxies, self.proxies),
+            "stream": merge_setting(stream, self.stream),
+            "verify": merge_setting(verify, self.verify),
+            "cert": merge_setting(cert, self.cert),
+        }
 
 
 def backoff_delays(first: float = FIRST_BACKOFF) -> Iterator[float]:
@@ -59,7 +109,7 @@ class Transport:
         self.version = version
         self.timeout = timeout  # seconds: connect and each socket read
         self.retry_timeout = retry_timeout or 0  # seconds: 502/503/504 retry budget
-        self._session = requests.Session()
+        self._session = _Session()
         self._session.verify = not insecure
 
     # --- URLs and headers ----------------------------------------------------------

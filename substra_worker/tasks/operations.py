@@ -3,15 +3,18 @@
 A message carries only the job id (and a dispatch number for tracing); the
 payload is read from the status store. One attempt:
 
-1. load the record; a finished, canceled or waiting job is left alone;
-2. take the job's lease (one worker at a time per job; a lease whose holder
-   died on this host is taken over, one held elsewhere is looked at again later);
-3. record ``running`` and the attempt (a job found ``running`` was delivered
-   again after its worker died: that attempt is recorded ``lost``);
-4. resolve references, call the Client of this worker's node (``effects``);
-5. record ``succeeded`` with the result, or ``retrying`` and send the next
-   attempt with exponential backoff and jitter, or ``failed``;
-6. release the jobs that wait on this one.
+1. in one step (``StatusStore.start_attempt``): read the record (a finished,
+   canceled or waiting job is left alone), take the job's lease (one worker at
+   a time per job), record ``running`` and the attempt (a job found
+   ``running`` was delivered again after its worker died: that attempt is
+   recorded ``lost``). A lease whose holder died on this host is taken over;
+   one held elsewhere is looked at again later;
+2. resolve references, call the Client of this worker's node (``effects``),
+   while the process's lease keeper renews the lease;
+3. in one step, record ``succeeded`` with the result, or ``retrying`` (and
+   send the next attempt with exponential backoff and jitter), or ``failed``,
+   and release the lease;
+4. release the jobs that wait on this one, if any.
 
 The message is acknowledged only when the task returns (late ack), so a
 worker that dies at any point leaves it to be delivered again.
@@ -39,7 +42,7 @@ from substra_worker.envelope import OPERATIONS
 from substra_worker.jobs import JobState
 from substra_worker.sdk.exceptions import AuthenticationError
 from substra_worker.settings import Settings, get_settings
-from substra_worker.status_store import StatusStore
+from substra_worker.status_store import Start, StatusStore
 from substra_worker.tasks import effects
 from substra_worker.tasks.app import RUN_JOB, app, send_follow, send_job
 from substra_worker.tasks.clients import can_login, get_client, relogin, secrets_of
@@ -49,6 +52,7 @@ from substra_worker.tasks.recovery import start_sweeper
 logger = get_task_logger(__name__)
 
 LEASE_TTL = 30.0  # seconds: a job's lease lapses this long after its worker stops refreshing it
+HOSTNAME = socket.gethostname()  # in lease holders: a holder of this host can be checked alive
 
 _stores: dict[int, StatusStore] = {}
 
@@ -103,7 +107,7 @@ def record_hard_timeout(job_id: str, exc: BaseException) -> None:
         finish_attempt=_attempt_end("failed", "TimeLimitExceeded", message),
     )
     store.clear_lease(job_id)
-    if t.ok:
+    if t.ok and t.waiters:
         references.release(store, job_id, sender)
 
 
@@ -141,7 +145,7 @@ def _holder_dead(holder: str) -> bool:
         pid_number = int(pid)
     except ValueError:
         return False
-    if host != socket.gethostname():
+    if host != HOSTNAME:
         return False
     try:
         os.kill(pid_number, 0)
@@ -152,24 +156,83 @@ def _holder_dead(holder: str) -> bool:
     return False
 
 
-class _Heartbeat(threading.Thread):
-    """Keeps a job's lease alive while its attempt runs."""
+class LeaseKeeper:
+    """Renews the leases of the jobs this process runs: one thread per process, not per job.
 
-    def __init__(self, store: StatusStore, job_id: str, holder: str):
-        super().__init__(name=f"lease-{job_id}", daemon=True)
-        self._store, self._job_id, self._holder = store, job_id, holder
-        self._stop_event = threading.Event()
+    Every ``interval`` seconds, the leases of every registered job are extended
+    to ``ttl`` in one round trip per status store. A lease found lost (it
+    lapsed, or a worker took it over) is logged; the attempt carries on, and
+    its outcome is recorded only if the job is still ``running``.
+    """
 
-    def run(self) -> None:
-        while not self._stop_event.wait(LEASE_TTL / 3):
-            try:
-                if not self._store.refresh_lease(self._job_id, self._holder, LEASE_TTL):
-                    logger.warning("job %s: lease lost while running", self._job_id)
-            except redis.exceptions.RedisError:
-                pass  # the next beat tries again
+    def __init__(self, interval: float = LEASE_TTL / 3, ttl: float = LEASE_TTL):
+        self.interval = interval
+        self.ttl = ttl
+        self._jobs: dict[str, tuple[StatusStore, str]] = {}  # job id -> (store, holder)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, store: StatusStore, job_id: str, holder: str) -> None:
+        """Keep ``holder``'s lease on ``job_id`` alive until ``discard``."""
+        with self._lock:
+            self._jobs[job_id] = (store, holder)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="substra-worker-leases", daemon=True
+                )
+                self._thread.start()
+
+    def discard(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def held(self) -> dict[str, str]:
+        """The leases kept: job id -> holder."""
+        with self._lock:
+            return {job_id: holder for job_id, (_, holder) in self._jobs.items()}
 
     def stop(self) -> None:
-        self._stop_event.set()
+        self._stopped = True
+        self._wake.set()
+
+    def renew(self) -> None:
+        """Extend every kept lease now."""
+        with self._lock:
+            by_store: dict[int, tuple[StatusStore, dict[str, str]]] = {}
+            for job_id, (store, holder) in self._jobs.items():
+                by_store.setdefault(id(store), (store, {}))[1][job_id] = holder
+        for store, leases in by_store.values():
+            try:
+                lost = store.refresh_leases(leases, self.ttl)
+            except redis.exceptions.RedisError:
+                continue  # the next beat tries again
+            for job_id in lost:
+                with self._lock:
+                    still_kept = self._jobs.get(job_id, (None, None))[1] == leases[job_id]
+                if still_kept:
+                    logger.warning("job %s: lease lost while running", job_id)
+
+    def _run(self) -> None:
+        while not self._wake.wait(self.interval) and not self._stopped:
+            self.renew()
+
+
+_keepers: dict[int, LeaseKeeper] = {}
+_keepers_lock = threading.Lock()
+
+
+def lease_keeper() -> LeaseKeeper:
+    """This process's lease keeper (a forked pool process starts its own thread)."""
+    pid = os.getpid()
+    keeper = _keepers.get(pid)
+    if keeper is None:
+        with _keepers_lock:
+            keeper = _keepers.get(pid)
+            if keeper is None:
+                keeper = _keepers[pid] = LeaseKeeper()
+    return keeper
 
 
 class JobRun:
@@ -182,101 +245,93 @@ class JobRun:
         self.dispatch = dispatch
         self.settings = settings
         self.store = store
-        self.worker = worker or socket.gethostname()
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker = worker or HOSTNAME
+        self.holder = f"{HOSTNAME}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.secrets = secrets_of(settings)
         self._leased = False
 
     def run(self) -> None:
-        fields = self.store.get_fields(self.job_id, "state", "envelope")
-        state = JobState(fields["state"]) if fields["state"] else None
-        if state is None:
+        start = self._start()
+        if start.outcome == "missing":
             logger.info("job %s: no record (purged?); message dropped", self.job_id)
             return
-        if state.final:
-            # a run that died after recording the outcome may not have released waiters
-            references.release(self.store, self.job_id, sender)
+        if start.outcome == "final":
+            if start.waiters:
+                # a run that died after recording the outcome did not release its waiters
+                references.release(self.store, self.job_id, sender)
             return
-        if state is JobState.WAITING:
+        if start.outcome == "waiting":
             return  # its references are not ready; it is sent again when they are
-        if not self._take_lease():
+        if start.outcome == "busy":
+            # someone else runs it: look again once its lease could have lapsed
+            delay = max(1.0, start.lease_remaining + 0.5)
+            send_job(app, self.job_id, self.dispatch, countdown=delay)
             return
+        self._leased = True
         try:
-            self._attempt(state, fields["envelope"] or {})
+            self._attempt(start)
         finally:
             self._release_lease()
 
     # --- lease -----------------------------------------------------------------------------
 
-    def _take_lease(self) -> bool:
-        if self.store.acquire_lease(self.job_id, self.holder, LEASE_TTL):
-            self._leased = True
-            return True
-        current = self.store.lease_holder(self.job_id)
-        if current is None and self.store.acquire_lease(self.job_id, self.holder, LEASE_TTL):
-            self._leased = True
-            return True
-        if (
-            current
-            and _holder_dead(current)
-            and self.store.steal_lease(self.job_id, current, self.holder, LEASE_TTL)
-        ):
-            logger.info("job %s: took over from a dead worker process", self.job_id)
-            self._leased = True
-            return True
-        # someone else runs it: look again once its lease could have lapsed
-        delay = max(1.0, self.store.lease_remaining(self.job_id) + 0.5)
-        send_job(app, self.job_id, self.dispatch, countdown=delay)
-        return False
-
-    def _release_lease(self) -> None:
-        if self._leased:
-            self._leased = False
-            self.store.release_lease(self.job_id, self.holder)
-
-    # --- one attempt -----------------------------------------------------------------------
-
-    def _attempt(self, state: JobState, envelope: dict[str, Any]) -> None:
-        lost = None
-        if state is JobState.RUNNING:
-            lost = _attempt_end(
-                "lost", "WorkerLost", "the worker running this attempt stopped before its end"
-            )
-        t = self.store.transition(
+    def _start(self, take_over: str | None = None) -> Start:
+        """Take the lease and record ``running``; take over from a holder known dead."""
+        start = self.store.start_attempt(
             self.job_id,
-            JobState.RUNNING,
-            allowed=[state],
-            message=f"running on {self.worker}"
-            + (" (delivered again after a lost attempt)" if lost else ""),
-            fields={"started_at": repr(time.time())},
-            start_attempt={
+            self.holder,
+            LEASE_TTL,
+            attempt={
                 "start": time.time(),
                 "worker": self.worker,
                 "pid": os.getpid(),
                 "dispatch": self.dispatch,
                 "outcome": "running",
             },
-            finish_attempt=lost,
+            message=f"running on {self.worker}",
+            lost=_attempt_end(
+                "lost", "WorkerLost", "the worker running this attempt stopped before its end"
+            ),
+            lost_message=f"running on {self.worker} (delivered again after a lost attempt)",
+            take_over=take_over,
         )
-        if not t.ok:
-            logger.info("job %s: state changed to %s meanwhile; not run", self.job_id, t.previous)
-            return
-        counts = self.store.get_fields(self.job_id, "attempts", "run_attempts")
-        heartbeat = _Heartbeat(self.store, self.job_id, self.holder)
-        heartbeat.start()
+        if (
+            start.outcome == "busy"
+            and take_over is None
+            and start.holder
+            and _holder_dead(start.holder)
+        ):
+            start = self._start(take_over=start.holder)
+            if start.outcome == "running":
+                logger.info("job %s: took over from a dead worker process", self.job_id)
+        return start
+
+    def _release_lease(self) -> None:
+        """Release the lease if no outcome step did (the attempt ended without one)."""
+        lease_keeper().discard(self.job_id)
+        if self._leased:
+            self._leased = False
+            self.store.release_lease(self.job_id, self.holder)
+
+    # --- one attempt -----------------------------------------------------------------------
+
+    def _attempt(self, start: Start) -> None:
+        envelope = start.envelope or {}
+        keeper = lease_keeper()
+        keeper.add(self.store, self.job_id, self.holder)
         try:
-            result = self._execute(envelope, counts["attempts"])
+            result = self._execute(envelope, start.attempts)
         except SoftTimeLimitExceeded as e:
-            heartbeat.stop()
+            keeper.discard(self.job_id)
             limit = self.settings.task_soft_time_limit
             error = PermanentError(f"soft time limit exceeded ({limit}s)")
             error.__cause__ = e
-            self._failed(error, counts["run_attempts"])
+            self._failed(error, start.run_attempts)
         except Exception as e:  # noqa: BLE001 - every error is recorded on the job
-            heartbeat.stop()
-            self._failed(e, counts["run_attempts"])
+            keeper.discard(self.job_id)
+            self._failed(e, start.run_attempts)
         else:
-            heartbeat.stop()
+            keeper.discard(self.job_id)
             self._succeeded(result, envelope)
 
     def _execute(self, envelope: dict[str, Any], attempt: int) -> dict[str, Any]:
@@ -333,13 +388,15 @@ class JobRun:
             message=f"key {result.get('key')}" if result.get("key") else "done",
             fields=fields,
             finish_attempt=_attempt_end("succeeded"),
+            release_lease=self.holder,
         )
-        self._release_lease()
+        self._leased = False
         if not t.ok:
             logger.warning("job %s: could not record success (state %s)", self.job_id, t.previous)
             return
         logger.info("job %s succeeded (key %s)", self.job_id, result.get("key"))
-        references.release(self.store, self.job_id, sender)
+        if t.waiters:
+            references.release(self.store, self.job_id, sender)
         if follow:
             send_follow(app, self.job_id, 1)
 
@@ -357,8 +414,9 @@ class JobRun:
                 fields={"error": error, "next_attempt_at": repr(time.time() + delay)},
                 finish_attempt=end,
                 dispatch=True,
+                release_lease=self.holder,
             )
-            self._release_lease()
+            self._leased = False
             if t.ok:
                 logger.info("job %s: %s; retry in %.1fs", self.job_id, error["type"], delay)
                 send_job(app, self.job_id, t.dispatch, countdown=delay)
@@ -372,8 +430,9 @@ class JobRun:
             message=f"{error['type']}: {error['message']}",
             fields={"error": error},
             finish_attempt=end,
+            release_lease=self.holder,
         )
-        self._release_lease()
+        self._leased = False
         logger.info("job %s failed: %s", self.job_id, error["type"])
-        if t.ok:
+        if t.ok and t.waiters:
             references.release(self.store, self.job_id, sender)
