@@ -270,6 +270,33 @@ class Start:
     waiters: int = 0
 
 
+class _Refused(Exception):
+    """Carries a refused password past redis-py's retry loop (see ``OutageRetry``)."""
+
+
+class OutageRetry(Retry):
+    """Retries lost connections and timeouts, never a refused password.
+
+    redis-py's ``AuthenticationError`` is a ``ConnectionError``: without this, a
+    wrong or missing password would be retried for minutes instead of failing.
+    """
+
+    def call_with_retry(self, do, fail, *args, **kwargs):  # noqa: D102 - redis-py's hook
+        def guarded():
+            try:
+                return do()
+            except (
+                redis.exceptions.AuthenticationError,
+                redis.exceptions.AuthorizationError,
+            ) as e:
+                raise _Refused() from e
+
+        try:
+            return super().call_with_retry(guarded, fail, *args, **kwargs)
+        except _Refused as e:
+            raise e.__cause__ from None
+
+
 def connect(url: str | None) -> redis.Redis:
     """A Redis client for ``url`` that rides out short outages (a Redis restart)."""
     if not url:
@@ -282,7 +309,7 @@ def connect(url: str | None) -> redis.Redis:
         socket_connect_timeout=5,
         socket_timeout=30,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=12),
+        retry=OutageRetry(ExponentialBackoff(cap=2.0, base=0.1), retries=12),
         retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
     )
 

@@ -121,9 +121,12 @@ class Submitter:
             raise JobNotFound("the existing job for this submission is gone (purged)")
         job = Job(self.store, record)
         if not created:
+            if job.state is JobState.QUEUED and not job.attempts and record.get("sent") != "1":
+                # its producer died between the record and the message: send it now
+                self._send_first(job.id, int(record.get("dispatch") or 1))
             return job
         if state is JobState.QUEUED:
-            self._send(job.id, 1)
+            self._send_first(job.id, 1)
         elif state is JobState.WAITING:
             for ref_id in env["references"]:
                 self.store.add_waiter(ref_id, job.id)
@@ -151,6 +154,11 @@ class Submitter:
         if error is not None:
             return JobState.FAILED, error
         return (JobState.QUEUED if ready else JobState.WAITING), None
+
+    def _send_first(self, job_id: str, dispatch: int) -> None:
+        """Send a new job's message, then mark the record sent (resubmits check it)."""
+        self._send(job_id, dispatch)
+        self.store.set_fields(job_id, sent="1")
 
     def _send(self, job_id: str, dispatch: int) -> None:
         from substra_worker.tasks.app import send_job

@@ -354,3 +354,29 @@ def test_extra_references_are_waited_for_without_being_substituted(submitter):
     assert link.state is JobState.WAITING
     assert link.references == [dataset.id, other.id]
     assert link.envelope["payload"] == {"dataset_key": KEY, "objective_key": KEY2}
+
+
+def test_a_resubmission_sends_a_job_whose_producer_died_before_sending(
+    submitter, settings, rclient, monkeypatch
+):
+    # Given a producer that recorded a job, then died before sending its message
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    import importlib
+
+    app_module = importlib.import_module("substra_worker.tasks.app")
+    monkeypatch.setattr(app_module, "send_job", die)
+    with pytest.raises(KeyboardInterrupt):
+        submitter.add_dataset(dataset_data(), idempotency_key="dataset-1")
+    assert len(messages(rclient)) == 0
+    monkeypatch.undo()
+
+    # When the same submission is made again
+    with Submitter(settings) as again:
+        job = again.add_dataset(dataset_data(), idempotency_key="dataset-1")
+        # Then the existing job's message is sent, once
+        assert job.state is JobState.QUEUED
+        assert [m["decoded"][0][0] for m in messages(rclient)] == [job.id]
+        assert again.add_dataset(dataset_data(), idempotency_key="dataset-1").id == job.id
+    assert len(messages(rclient)) == 1

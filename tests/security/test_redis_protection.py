@@ -70,14 +70,6 @@ def test_the_password_stays_in_a_private_config_file_not_in_argv(protected_redis
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "status_store.connect retries on redis ConnectionError, and redis-py's "
-        "AuthenticationError is one: a wrong password fails after ~19s, a missing one "
-        "after ~4.5 min (connect and command retries nest) instead of at once"
-    ),
-)
 def test_a_missing_or_wrong_redis_password_fails_at_once(protected_redis, tmp_path):
     check = "A wrong or missing Redis password fails at once"
     record_security(check, "gap", "retried: ~19s with a wrong one, ~4.5 min with none")
