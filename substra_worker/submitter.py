@@ -127,6 +127,7 @@ class Submitter:
             return job
         if state is JobState.QUEUED:
             self._send_first(job.id, 1)
+            record["sent"] = "1"  # the returned job is the record as stored
         elif state is JobState.WAITING:
             for ref_id in env["references"]:
                 self.store.add_waiter(ref_id, job.id)
