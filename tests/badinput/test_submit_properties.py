@@ -24,7 +24,7 @@ from substra_worker.sdk.exceptions import InvalidInput
 from substra_worker.settings import Settings
 from substra_worker.submitter import Submitter
 from substra_worker.tasks.app import QUEUE
-from tests.schemas.examples import Files, build_cases, get_at, parent_at
+from tests.schemas.examples import Files, build_cases, get_at, json_type, parent_at
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,21 +42,6 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
     "list": st.lists(st.integers(), max_size=2),
     "dict": st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 }
-
-
-def json_type(value: Any) -> str:
-    for name, kinds in (
-        ("bool", bool),
-        ("int", int),
-        ("float", float),
-        ("str", str),
-        ("null", type(None)),
-        ("list", (list, tuple)),
-        ("dict", dict),
-    ):
-        if isinstance(value, kinds):
-            return name
-    raise AssertionError(value)
 
 
 @pytest.fixture(scope="module")

@@ -416,3 +416,19 @@ def parent_at(payload: Any, path: str) -> tuple[Any, Any]:
     *head, last = path.split(".")
     container = get_at(payload, head) if head else payload
     return container, int(last) if isinstance(container, list) else last
+
+
+def json_type(value: Any) -> str:
+    """The JSON type name of ``value``: property tests replace a value by one of another type."""
+    for name, kinds in (
+        ("bool", bool),
+        ("int", int),
+        ("float", float),
+        ("str", str),
+        ("null", type(None)),
+        ("list", (list, tuple)),
+        ("dict", dict),
+    ):
+        if isinstance(value, kinds):
+            return name
+    raise AssertionError(value)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from substra_worker import schemas
 from substra_worker.sdk.exceptions import InvalidInput
 
-from .examples import OPERATIONS, Case, get_at, parent_at
+from .examples import OPERATIONS, Case, get_at, json_type, parent_at
 
 SETTINGS = settings(
     max_examples=60,
@@ -36,21 +36,6 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
     "list": st.lists(st.integers(), max_size=2),
     "dict": st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 }
-
-
-def json_type(value: Any) -> str:
-    for name, kinds in (
-        ("bool", bool),
-        ("int", int),
-        ("float", float),
-        ("str", str),
-        ("null", type(None)),
-        ("list", (list, tuple)),
-        ("dict", dict),
-    ):
-        if isinstance(value, kinds):
-            return name
-    raise AssertionError(value)
 
 
 def all_paths(node: Any, prefix: str = "") -> list[str]:
