@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from substra_worker.api.latency import LatencyLedger
-from substra_worker.jobs import JobState
+from substra_worker.api.latency import GRACE, LatencyLedger
+from substra_worker.jobs import ACTIVE_STATES, JobState
 from substra_worker.settings import Settings
 from substra_worker.status_store import StatusStore
 from substra_worker.watcher.state import FolderRecord, WatchState
@@ -59,9 +59,29 @@ def test_jobs_and_queue_depth(idle_api: ApiClient):
     assert 0 < value(samples, "substra_worker_oldest_queued_seconds") < 30
 
 
+def settled(api: ApiClient, timeout: float = 60) -> dict:
+    """A scrape once no job of the shared stack is active and every finish is folded.
+
+    Jobs of earlier tests may still be finishing; their runs are folded
+    ``GRACE`` seconds after they end, and must not be taken for this test's.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        active = [
+            job
+            for state in sorted(s.value for s in ACTIVE_STATES)
+            for job in api.get(f"/jobs?state={state}").json()["jobs"]
+        ]
+        if not active:
+            time.sleep(GRACE + 0.3)
+            return scrape(api)
+        assert time.monotonic() < deadline, f"jobs still active: {active}"
+        time.sleep(0.2)
+
+
 def test_latency_of_a_real_job(api: ApiClient, tmp_path: Path, variant: int):
     count = "substra_worker_job_run_seconds_count"
-    before = value(scrape(api), count, operation="add_dataset")
+    before = value(settled(api), count, operation="add_dataset")
     job = api.submit("add_dataset", dataset_payload(tmp_path, variant))
     assert api.wait(job["id"])["state"] == "succeeded"
 
@@ -69,7 +89,9 @@ def test_latency_of_a_real_job(api: ApiClient, tmp_path: Path, variant: int):
     deadline = time.monotonic() + 15
     while True:
         samples = scrape(api)
-        if value(samples, count, operation="add_dataset") >= before + 1:
+        counted = value(samples, count, operation="add_dataset")
+        assert counted <= before + 1, "a run was counted more than once"
+        if counted == before + 1:
             break
         assert time.monotonic() < deadline, "the run was never counted"
         time.sleep(0.5)
