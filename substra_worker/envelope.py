@@ -142,6 +142,10 @@ class EnvelopeSchema(Schema):
             raise ValidationError(f"{op.name} takes no exist_ok", "options")
 
 
+# one instance serves every submit: building a schema costs more than loading with it
+_ENVELOPE = EnvelopeSchema()
+
+
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     """marshmallow's nested error dict as ``{"dotted.field": [messages]}``."""
     out: dict[str, list[str]] = {}
@@ -187,7 +191,7 @@ def load_envelope(
             for r in data["references"]
         ]
     try:
-        envelope = EnvelopeSchema().load(data)
+        envelope = _ENVELOPE.load(data)
     except ValidationError as e:
         raise invalid(flatten_errors(e.messages)) from e
     envelope.setdefault("id", new_job_id())

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from marshmallow import (
@@ -707,6 +708,16 @@ def _invalid(operation: str, errors: dict[str, list[str]]) -> InvalidInput:
     return InvalidInput(f"invalid input for {operation}: {detail}", errors)
 
 
+@cache
+def _loader(schemas: str, operation: str, local: bool) -> InputSchema:
+    """One schema instance per (operation, local): building one costs more than a load.
+
+    The instances hold no per-load state, so threads may share them.
+    """
+    table = DATA_SCHEMAS if schemas == "data" else OPERATIONS
+    return table[operation](local=local)
+
+
 def _check_operation(operation: Any) -> None:
     if not isinstance(operation, str) or operation not in ARGUMENTS:
         raise InvalidInput(
@@ -728,7 +739,7 @@ def validate(operation: str, data: Any, *, local: bool = True) -> dict:
     if not isinstance(data, Mapping):
         raise _invalid(operation, {"_schema": ["Invalid input type: expected a dict."]})
     try:
-        return DATA_SCHEMAS[operation](local=local).load(data)
+        return _loader("data", operation, bool(local)).load(data)
     except ValidationError as e:
         raise _invalid(operation, _flatten(e.messages)) from e
 
@@ -744,6 +755,6 @@ def validate_call(operation: str, arguments: Any, *, local: bool = True) -> dict
     if not isinstance(arguments, Mapping):
         raise _invalid(operation, {"_schema": ["Invalid input type: expected a dict."]})
     try:
-        return OPERATIONS[operation](local=local).load(arguments)
+        return _loader("call", operation, bool(local)).load(arguments)
     except ValidationError as e:
         raise _invalid(operation, _flatten(e.messages)) from e
