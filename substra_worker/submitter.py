@@ -99,16 +99,16 @@ class Submitter:
         }
         return self.submit_envelope(envelope)
 
-    def submit_envelope(self, envelope: dict[str, Any]) -> Job:
+    def submit_envelope(self, envelope: dict[str, Any], *, producer: str | None = None) -> Job:
         """Submit a job envelope (the JSON form the HTTP API and the CLI read).
 
-        The job is recorded as this submitter's (its ``producer``), whatever the
-        envelope says: references and idempotency keys are scoped to it. The
+        The job is recorded as ``producer`` (default: this submitter's), whatever
+        the envelope says: references and idempotency keys are scoped to it. The
         returned ``Job`` holds the record as written (``refresh()`` reloads it).
         """
         envelope = dict(envelope) if isinstance(envelope, dict) else envelope
         if isinstance(envelope, dict):
-            envelope["producer"] = self.producer
+            envelope["producer"] = producer or self.producer
         env = load_envelope(envelope, download_root=self.settings.download_root)
         state, error = self._initial_state(env)
         record, created = self.store.create_record(

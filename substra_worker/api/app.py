@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,7 +27,14 @@ from substra_worker.api.auth import check_settings, token_from_header, token_mat
 from substra_worker.api.health import Canary, fast_client
 from substra_worker.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from substra_worker.api.metrics import MetricsExporter
-from substra_worker.api.openapi import DEFAULT_LIMIT, MAX_LIMIT, OPERATION_NAMES, STATES, build_spec
+from substra_worker.api.openapi import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    OPERATION_NAMES,
+    SERVICE_PATTERN,
+    STATES,
+    build_spec,
+)
 from substra_worker.envelope import new_job_id
 from substra_worker.jobs import JobNotFound, JobState, JobStateError
 from substra_worker.sdk.exceptions import InvalidInput
@@ -36,7 +44,8 @@ from substra_worker.wsgi import WaitressServer
 
 log = logging.getLogger(__name__)
 
-PRODUCER = "api"  # the producer of every job submitted over HTTP
+PRODUCER = "api"  # the producer of jobs submitted over HTTP; a service's own: "api:<name>"
+SERVICE_RE = re.compile(SERVICE_PATTERN)  # the <name> a service may give
 MAX_BODY_BYTES = 16 * 1024**2  # bytes: largest job envelope (an add_data_samples of many paths)
 PUBLIC = frozenset({"dashboard", "static", "healthz"})  # endpoints served without a token
 JSON_TYPES = ("application/json", "")  # accepted request body types ("": none given)
@@ -225,6 +234,20 @@ class ApiApp:
         counts = self.store.stats()
         return json_response({"jobs": page.jobs, "next_cursor": page.next_cursor, "counts": counts})
 
+    @staticmethod
+    def _producer(name: Any) -> str:
+        """``api``, or ``api:<name>`` for a service that names itself.
+
+        The prefix keeps the jobs of the watcher and the CLI out of reach: a
+        producer's idempotency keys and references are its own.
+        """
+        if name is None:
+            return PRODUCER
+        if not isinstance(name, str) or not SERVICE_RE.fullmatch(name):
+            why = "a service name: 1 to 64 letters, digits, '_', '.', '@' or '-'"
+            raise ApiError(422, f"invalid job: producer: {why}", errors={"producer": [why]})
+        return f"{PRODUCER}:{name}"
+
     def on_submit(self, request: Request) -> Response:
         body = self._json_body(request)
         if not isinstance(body, dict):
@@ -233,17 +256,13 @@ class ApiApp:
                 "invalid job: a job envelope is a JSON object",
                 errors={"_schema": ["a job envelope is a JSON object"]},
             )
-        refused = {
-            "id": "set by the queue; use idempotency_key to make a submission safe to repeat",
-            "producer": f"jobs submitted over HTTP are recorded as producer {PRODUCER!r}",
-        }
-        errors = {name: [why] for name, why in refused.items() if name in body}
-        if errors:
-            field = next(iter(errors))
-            raise ApiError(422, f"invalid job: {field}: {errors[field][0]}", errors=errors)
+        producer = self._producer(body.pop("producer", None))
+        if "id" in body:
+            why = "set by the queue; use idempotency_key to make a submission safe to repeat"
+            raise ApiError(422, f"invalid job: id: {why}", errors={"id": [why]})
         envelope = {**body, "id": new_job_id()}
         try:
-            job = self.submitter.submit_envelope(envelope)
+            job = self.submitter.submit_envelope(envelope, producer=producer)
         except InvalidInput as e:
             raise ApiError(422, str(e), errors=e.errors or {}) from e
         except RecursionError as e:

@@ -18,6 +18,7 @@ DEFAULT_LIMIT = 50
 STATES = [s.value for s in JobState]
 OPERATION_NAMES = sorted(OPERATIONS)
 JOB_ID_PATTERN = JOB_ID_RE.pattern
+SERVICE_PATTERN = r"^[A-Za-z0-9_.@\-]{1,64}$"  # a service naming itself in a job
 
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 _NULLABLE_NUMBER = {"type": "number", "nullable": True}
@@ -79,8 +80,9 @@ SCHEMAS: dict[str, Any] = {
             "dict for add_* operations, and its named arguments otherwise "
             "({compute_plan_id, data}, {dataset_key, objective_key}, {key}...). A payload "
             "value '$job:<id>' stands for the key another job submitted over HTTP produces. "
-            "Jobs submitted over HTTP are recorded as producer 'api': their idempotency keys "
-            "and references are shared by every client of the API."
+            "Jobs submitted over HTTP are recorded as producer 'api', or 'api:<producer>' "
+            "when the envelope names its service: idempotency keys and references are "
+            "scoped to the producer."
         ),
         "required": ["operation", "payload"],
         "additionalProperties": False,
@@ -110,6 +112,11 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Extra jobs to wait for.",
             },
             "follow": {"type": "boolean", "default": False},
+            "producer": {
+                "type": "string",
+                "pattern": SERVICE_PATTERN,
+                "description": "The calling service's name: the job's producer is 'api:<name>'.",
+            },
         },
     },
     "JobError": {

@@ -12,6 +12,7 @@ from substra_worker.settings import Settings
 from tests.api.stack import ApiClient, dataset_payload, objective_payload, sha256_file
 
 UNKNOWN = "0" * 64
+CANCEL = {"operation": "cancel_compute_plan", "payload": {"compute_plan_id": UNKNOWN}}
 
 
 def _job_keys(settings: Settings) -> list[str]:
@@ -90,12 +91,44 @@ def test_bad_bodies_are_4xx_json(idle_api: ApiClient):
             413,
         ),
         ({"json": {"operation": "add_algo", "payload": {}, "id": "a" * 32}}, 422),
-        ({"json": {"operation": "add_algo", "payload": {}, "producer": "watcher"}}, 422),
+        ({"json": {**CANCEL, "producer": "watcher:x"}}, 422),
+        ({"json": {**CANCEL, "producer": "billing\n"}}, 422),
+        ({"json": {**CANCEL, "producer": ""}}, 422),
+        ({"json": {**CANCEL, "producer": 7}}, 422),
     ]
     for kwargs, status in cases:
         response = idle_api.post("/jobs", **kwargs)
         assert response.status_code == status, (kwargs.get("headers"), response.text[:200])
         assert "message" in response.json()
+
+
+def test_a_service_names_itself_and_gets_its_own_scope(idle_api: ApiClient):
+    # Given a job with an idempotency key, submitted by a service that names itself
+    body = {**CANCEL, "idempotency_key": "scoped"}
+    billing = idle_api.post("/jobs", json={**body, "producer": "billing"})
+    assert billing.status_code == 201, billing.text
+    assert billing.json()["producer"] == "api:billing"
+    # the same key from another service, or from an unnamed client, is another job
+    reports = idle_api.post("/jobs", json={**body, "producer": "reports"})
+    anonymous = idle_api.post("/jobs", json=body)
+    assert reports.status_code == anonymous.status_code == 201
+    assert anonymous.json()["producer"] == "api"
+    ids = {r.json()["id"] for r in (billing, reports, anonymous)}
+    assert len(ids) == 3
+    # the same key from the same service is the same job
+    again = idle_api.post("/jobs", json={**body, "producer": "billing"})
+    assert again.status_code == 200
+    assert again.json()["id"] == billing.json()["id"]
+    # and a service cannot refer to another's job
+    link = {
+        "operation": "link_dataset_with_objective",
+        "payload": {"dataset_key": f"$job:{billing.json()['id']}", "objective_key": UNKNOWN},
+    }
+    refused = idle_api.post("/jobs", json={**link, "producer": "reports"})
+    assert refused.status_code == 422
+    assert "another producer" in refused.text
+    accepted = idle_api.post("/jobs", json={**link, "producer": "billing"})
+    assert accepted.status_code == 201, accepted.text
 
 
 def test_idempotency_key_returns_the_existing_job(idle_api: ApiClient):
