@@ -29,6 +29,7 @@ from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
+from substra_worker import pids
 from substra_worker.node.auth import Authenticator, TokenStore
 from substra_worker.node.errors import BadRequest, NodeError, PayloadTooLarge
 from substra_worker.node.node import Node
@@ -502,20 +503,10 @@ def _upload_folder(uploads: Path) -> Path:
     """
     uploads.mkdir(parents=True, exist_ok=True)
     for folder in uploads.iterdir():
-        pid = folder.name.partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        pid = pids.owner(folder.name)
+        if pid is not None and not pids.alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=uploads))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class NodeServer(WaitressServer):

@@ -6,6 +6,10 @@ small chunks) to a temporary file on disk, which the upload then streams.
 Entries are stored uncompressed: samples are often already compressed (images,
 archives), deflating a gigabyte costs far more CPU than it saves on a local
 link, and a node accepts any zip.
+
+The zips are spooled in a folder of their own, each named after the process
+that writes it, so that the zips of a process killed mid-upload (a worker's
+child under SIGKILL) are found and removed by the next one (``remove_orphans``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from substra_worker import pids
 
 
 def _files(folder: Path) -> Iterator[Path]:
@@ -36,10 +42,29 @@ def write_zip(folder: str | Path, target: str | Path) -> None:
             zf.write(path, arcname=path.relative_to(folder).as_posix())
 
 
+def spool(dir: str | Path | None = None) -> Path:
+    """The folder temporary zips are written to: one per user under ``dir`` (default TMPDIR)."""
+    path = Path(dir or tempfile.gettempdir()) / f"substra-worker-zips-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def remove_orphans(dir: str | Path | None = None) -> int:
+    """Delete the zips of processes that no longer run; return how many."""
+    removed = 0
+    for path in spool(dir).glob("*.zip"):
+        pid = pids.owner(path.name)
+        if pid is not None and not pids.alive(pid):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def zipped_folder(folder: str | Path, *, dir: str | Path | None = None) -> Iterator[Path]:
     """A temporary zip of ``folder`` that exists for the ``with`` block, then is deleted."""
-    fd, name = tempfile.mkstemp(prefix="substra-sample-", suffix=".zip", dir=dir)
+    fd, name = tempfile.mkstemp(prefix=f"{os.getpid()}-sample-", suffix=".zip", dir=spool(dir))
     os.close(fd)
     path = Path(name)
     try:

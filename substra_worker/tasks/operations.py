@@ -34,12 +34,13 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from celery.utils.log import get_task_logger
 
 from substra_worker import references
 from substra_worker.envelope import OPERATIONS
 from substra_worker.jobs import JobState
+from substra_worker.sdk import archive
 from substra_worker.sdk.exceptions import AuthenticationError
 from substra_worker.settings import Settings, get_settings
 from substra_worker.status_store import Start, StatusStore
@@ -80,6 +81,19 @@ def backoff(settings: Settings, attempt: int) -> float:
 def _start_recovery(**kwargs: Any) -> None:
     """Each worker sweeps for jobs whose message was lost (see ``recovery``)."""
     start_sweeper(get_store, sender)
+    _remove_orphan_zips()
+
+
+@worker_process_init.connect
+def _remove_orphan_zips(**kwargs: Any) -> None:
+    """A pool process replacing a killed one removes the upload zips the dead left behind."""
+    try:
+        removed = archive.remove_orphans()
+    except OSError as e:
+        logger.warning("could not remove the upload zips of dead processes: %s", e)
+        return
+    if removed:
+        logger.info("removed %d upload zip(s) left by dead processes", removed)
 
 
 class JobTask(Task):

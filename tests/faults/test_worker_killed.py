@@ -88,6 +88,8 @@ def test_worker_killed_mid_upload_mid_plan_mid_bulk(
     wait_until(mid_everything, 60, "the large upload, the plan and the bulk in flight")
     worker.kill()
     at_kill = progress(bulk_jobs)
+    left_behind = list(worker_tmp.rglob("*.zip"))
+    assert left_behind, "the killed upload's zip should still be on disk"
     assert big.refresh().state is JobState.RUNNING
     assert plan.refresh().state is JobState.RUNNING
     assert [p for p in client.list_compute_plan() if p["metadata"].get(STAMP) == plan.id]
@@ -123,6 +125,8 @@ def test_worker_killed_mid_upload_mid_plan_mid_bulk(
     assert (plan.result or {})["key"] == next(
         p["computePlanID"] for p in client.list_compute_plan() if p["metadata"][STAMP] == plan.id
     )
+    # the new worker removed the zips of the killed processes
+    assert not [z for z in left_behind if z.exists()]
     # the interrupted upload left nothing in the node's spool folder
     spool = [p for p in (node.node_dir / "uploads").rglob("*") if p.is_file()]
     assert spool == []

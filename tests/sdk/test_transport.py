@@ -125,7 +125,7 @@ def test_a_large_folder_is_streamed_not_held_in_memory(tmp_path, private_tmp):
         assert sorted(zf.namelist()) == sorted(blobs)
         for name, blob in blobs.items():
             assert zf.read(name) == blob
-    assert list(private_tmp.iterdir()) == []  # the temporary archive is gone
+    assert list(private_tmp.rglob("*.zip")) == []  # the temporary archive is gone
 
 
 def test_archives_are_removed_when_the_upload_fails(client, server, sample_dirs, private_tmp):
@@ -134,4 +134,4 @@ def test_archives_are_removed_when_the_upload_fails(client, server, sample_dirs,
     with pytest.raises(exceptions.InvalidRequest):
         client.add_data_samples(data)
     assert len(server.requests) == 1
-    assert list(private_tmp.iterdir()) == []
+    assert list(private_tmp.rglob("*.zip")) == []
