@@ -9,13 +9,70 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.wrappers import Request, Response
+
+
+class JsonApp:
+    """A WSGI app whose every answer, refusals and bugs included, is JSON.
+
+    ``handle`` is the one place an exception becomes an answer: subclasses
+    route in ``_dispatch`` and translate their own exceptions in ``answer``,
+    leaving the rest to this class (an HTTP error keeps its status, anything
+    else is a logged 500). Each request is logged by path only: a query
+    string may carry a token.
+    """
+
+    log = logging.getLogger(__name__)
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        return self.handle(Request(environ))(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        started = time.monotonic()
+        try:
+            response = self._dispatch(request)
+        except Exception as e:  # noqa: BLE001 - every error becomes an answer here
+            response = self.answer(request, e)
+        self._finish(response)
+        self.log.info(
+            "%s %s %s %.3fs",
+            request.method,
+            request.path,
+            response.status_code,
+            time.monotonic() - started,
+        )
+        return response
+
+    def _dispatch(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def answer(self, request: Request, error: Exception) -> Response:
+        """The answer to ``error``; called inside the ``except`` block, so a log has its trace."""
+        if isinstance(error, HTTPException):
+            response = json_response({"message": error.description}, error.code or 500)
+            if isinstance(error, MethodNotAllowed) and error.valid_methods:
+                response.headers["Allow"] = ", ".join(error.valid_methods)
+            return response
+        self.log.exception("unexpected error on %s %s", request.method, request.path)
+        return json_response({"message": "internal error"}, 500)
+
+    def _finish(self, response: Response) -> None:
+        """Headers every answer carries."""
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 class JsonErrorTask(ErrorTask):

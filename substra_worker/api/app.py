@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 from kombu.exceptions import OperationalError as BrokerError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
@@ -40,7 +37,7 @@ from substra_worker.jobs import JobNotFound, JobState, JobStateError
 from substra_worker.sdk.exceptions import InvalidInput
 from substra_worker.settings import Settings
 from substra_worker.submitter import Submitter
-from substra_worker.wsgi import WaitressServer
+from substra_worker.wsgi import JsonApp, WaitressServer
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +91,10 @@ def build_url_map() -> Map:
     )
 
 
-class ApiApp:
+class ApiApp(JsonApp):
     """The WSGI application over one ``Submitter`` (and its status store)."""
+
+    log = log
 
     def __init__(self, settings: Settings, *, submitter: Submitter | None = None):
         self.token = check_settings(settings)
@@ -112,43 +111,26 @@ class ApiApp:
         self._probe_redis.close()
         self.submitter.close()
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        response = self.handle(Request(environ))
-        return response(environ, start_response)
-
     # --- the one place errors become answers ------------------------------------------
 
-    def handle(self, request: Request) -> Response:
-        started = time.monotonic()
-        try:
-            response = self._dispatch(request)
-        except ApiError as e:
-            response = json_response(e.body(), e.status)
-            if e.status == 401:
+    def answer(self, request: Request, error: Exception) -> Response:
+        if isinstance(error, ApiError):
+            response = json_response(error.body(), error.status)
+            if error.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="substra-worker"'
-        except HTTPException as e:
-            response = json_response({"message": e.description}, e.code or 500)
-            if isinstance(e, MethodNotAllowed) and e.valid_methods:
-                response.headers["Allow"] = ", ".join(e.valid_methods)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
-            log.warning("Redis unreachable on %s %s: %s", request.method, request.path, e)
-            response = json_response({"message": "the status store (Redis) is unreachable"}, 503)
-        except BrokerError as e:
-            log.warning("broker unreachable on %s %s: %s", request.method, request.path, e)
-            response = json_response({"message": "the broker (Redis) is unreachable"}, 503)
-        except Exception:
-            log.exception("unexpected error on %s %s", request.method, request.path)
-            response = json_response({"message": "internal error"}, 500)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        # the path only: a query string may carry the dashboard's ?token=
-        log.info(
-            "%s %s %s %.3fs",
-            request.method,
-            request.path,
-            response.status_code,
-            time.monotonic() - started,
-        )
+            return response
+        if isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            self.log.warning("Redis unreachable on %s %s: %s", request.method, request.path, error)
+            return json_response({"message": "the status store (Redis) is unreachable"}, 503)
+        if isinstance(error, BrokerError):
+            self.log.warning("broker unreachable on %s %s: %s", request.method, request.path, error)
+            return json_response({"message": "the broker (Redis) is unreachable"}, 503)
+        response = super().answer(request, error)
+        response.headers["Cache-Control"] = "no-store"  # as every JSON answer of this API
         return response
+
+    def _finish(self, response: Response) -> None:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
     def _dispatch(self, request: Request) -> Response:
         adapter = self.url_map.bind_to_environ(request.environ)

@@ -17,13 +17,11 @@ import os
 import re
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from werkzeug.datastructures import FileStorage, MultiDict
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.formparser import parse_form_data
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.utils import send_file
@@ -35,7 +33,7 @@ from substra_worker.node.errors import BadRequest, NodeError, PayloadTooLarge
 from substra_worker.node.node import Node
 from substra_worker.sdk import assets
 from substra_worker.sdk.filters import parse_search
-from substra_worker.wsgi import WaitressServer
+from substra_worker.wsgi import JsonApp, WaitressServer, json_response
 
 if TYPE_CHECKING:
     from substra_worker.settings import Settings
@@ -107,10 +105,6 @@ def build_url_map() -> Map:
     )
 
 
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
-
-
 def check_key(key: str, what: str = "key") -> str:
     """``key`` when it is 64 hexadecimal characters; BadRequest otherwise."""
     if not isinstance(key, str) or not KEY_RE.match(key):
@@ -165,8 +159,10 @@ def _safe_suffix(filename: str | None) -> str:
     return suffix if re.fullmatch(r"(\.[A-Za-z0-9]{1,8}){1,2}", suffix) else ""
 
 
-class NodeApp:
+class NodeApp(JsonApp):
     """The WSGI application of the Substra protocol over one ``Node``."""
+
+    log = log
 
     def __init__(
         self,
@@ -182,38 +178,17 @@ class NodeApp:
         self.max_upload_bytes = max_upload_bytes
         self.url_map = build_url_map()
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        request = Request(environ)
-        response = self.handle(request)
-        return response(environ, start_response)
-
     # --- the one place errors become answers ----------------------------------------------
 
-    def handle(self, request: Request) -> Response:
-        started = time.monotonic()
-        try:
-            response = self._dispatch(request)
-        except NodeError as e:
-            response = json_response(e.body(), e.status)
-            if e.status == 401:
+    def answer(self, request: Request, error: Exception) -> Response:
+        if isinstance(error, NodeError):
+            response = json_response(error.body(), error.status)
+            if error.status == 401:
                 response.headers["WWW-Authenticate"] = "Token"
-        except RequestRedirect as e:
-            response = e.get_response(request.environ)
-        except HTTPException as e:
-            response = json_response({"message": e.description}, e.code or 500)
-            if isinstance(e, MethodNotAllowed) and e.valid_methods:
-                response.headers["Allow"] = ", ".join(e.valid_methods)
-        except Exception:
-            log.exception("unexpected error on %s %s", request.method, request.path)
-            response = json_response({"message": "internal error"}, 500)
-        log.info(
-            "%s %s %s %.3fs",
-            request.method,
-            request.path,
-            response.status_code,
-            time.monotonic() - started,
-        )
-        return response
+            return response
+        if isinstance(error, RequestRedirect):
+            return error.get_response(request.environ)
+        return super().answer(request, error)
 
     def _dispatch(self, request: Request) -> Response:
         if request.content_length is not None and request.content_length > self.max_upload_bytes:
