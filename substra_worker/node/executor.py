@@ -431,6 +431,18 @@ def prepare_models_dir(
 # (_generate_cli). The first word of an algo command line is the sub-command.
 
 
+def flags(**values: PathLike | int | None) -> list[str]:
+    """``--name value`` pairs in the given order, ``_`` in names written ``-``; None is left out."""
+    argv: list[str] = []
+    for name, value in values.items():
+        if value is not None:
+            argv += [
+                f"--{name.replace('_', '-')}",
+                str(value) if isinstance(value, int) else os.fspath(value),
+            ]
+    return argv
+
+
 def train_args(
     in_models: list[str],
     rank: int,
@@ -444,18 +456,14 @@ def train_args(
     return [
         "train",
         *in_models,
-        "--rank",
-        str(int(rank)),
-        "--data-samples-path",
-        os.fspath(data_samples_path),
-        "--models-path",
-        os.fspath(models_path),
-        "--output-model-path",
-        os.fspath(output_model_path),
-        "--opener-path",
-        os.fspath(opener_path),
-        "--log-path",
-        os.fspath(log_path),
+        *flags(
+            rank=int(rank),
+            data_samples_path=data_samples_path,
+            models_path=models_path,
+            output_model_path=output_model_path,
+            opener_path=opener_path,
+            log_path=log_path,
+        ),
     ]
 
 
@@ -470,14 +478,12 @@ def predict_args(
     return [
         "predict",
         model,
-        "--models-path",
-        os.fspath(models_path),
-        "--data-samples-path",
-        os.fspath(data_samples_path),
-        "--opener-path",
-        os.fspath(opener_path),
-        "--output-predictions-path",
-        os.fspath(output_predictions_path),
+        *flags(
+            models_path=models_path,
+            data_samples_path=data_samples_path,
+            opener_path=opener_path,
+            output_predictions_path=output_predictions_path,
+        ),
     ]
 
 
@@ -492,14 +498,12 @@ def aggregate_args(
     return [
         "aggregate",
         *in_models,
-        "--rank",
-        str(int(rank)),
-        "--models-path",
-        os.fspath(models_path),
-        "--output-model-path",
-        os.fspath(output_model_path),
-        "--log-path",
-        os.fspath(log_path),
+        *flags(
+            rank=int(rank),
+            models_path=models_path,
+            output_model_path=output_model_path,
+            log_path=log_path,
+        ),
     ]
 
 
@@ -518,28 +522,21 @@ def composite_train_args(
 ) -> list[str]:
     """``composite_algo.py train``: head/trunk inputs are optional file names inside
     ``input_models_path``; outputs are file names inside ``output_models_path``."""
-    argv = ["train", "--rank", str(int(rank))]
-    if input_head:
-        argv += ["--input-head-model-filename", input_head]
-    if input_trunk:
-        argv += ["--input-trunk-model-filename", input_trunk]
-    argv += [
-        "--input-models-path",
-        os.fspath(input_models_path),
-        "--output-models-path",
-        os.fspath(output_models_path),
-        "--output-head-model-filename",
-        output_head_name,
-        "--output-trunk-model-filename",
-        output_trunk_name,
-        "--data-samples-path",
-        os.fspath(data_samples_path),
-        "--opener-path",
-        os.fspath(opener_path),
+    return [
+        "train",
+        *flags(
+            rank=int(rank),
+            input_head_model_filename=input_head or None,
+            input_trunk_model_filename=input_trunk or None,
+            input_models_path=input_models_path,
+            output_models_path=output_models_path,
+            output_head_model_filename=output_head_name,
+            output_trunk_model_filename=output_trunk_name,
+            data_samples_path=data_samples_path,
+            opener_path=opener_path,
+            log_path=log_path,
+        ),
     ]
-    if log_path is not None:
-        argv += ["--log-path", os.fspath(log_path)]
-    return argv
 
 
 def composite_predict_args(
@@ -553,18 +550,14 @@ def composite_predict_args(
     """``composite_algo.py predict``: both head and trunk are required by substratools."""
     return [
         "predict",
-        "--input-head-model-filename",
-        input_head,
-        "--input-trunk-model-filename",
-        input_trunk,
-        "--input-models-path",
-        os.fspath(input_models_path),
-        "--data-samples-path",
-        os.fspath(data_samples_path),
-        "--opener-path",
-        os.fspath(opener_path),
-        "--output-predictions-path",
-        os.fspath(output_predictions_path),
+        *flags(
+            input_head_model_filename=input_head,
+            input_trunk_model_filename=input_trunk,
+            input_models_path=input_models_path,
+            data_samples_path=data_samples_path,
+            opener_path=opener_path,
+            output_predictions_path=output_predictions_path,
+        ),
     ]
 
 
@@ -577,21 +570,14 @@ def metrics_args(
     log_path: PathLike | None = None,
 ) -> list[str]:
     """``metrics.py`` (no sub-command): scores the predictions against the opener's y."""
-    argv = [
-        "--fake-data-mode",
-        "DISABLED",
-        "--input-predictions-path",
-        os.fspath(predictions_path),
-        "--output-perf-path",
-        os.fspath(perf_path),
-        "--data-samples-path",
-        os.fspath(data_samples_path),
-        "--opener-path",
-        os.fspath(opener_path),
-    ]
-    if log_path is not None:
-        argv += ["--log-path", os.fspath(log_path)]
-    return argv
+    return flags(
+        fake_data_mode="DISABLED",
+        input_predictions_path=predictions_path,
+        output_perf_path=perf_path,
+        data_samples_path=data_samples_path,
+        opener_path=opener_path,
+        log_path=log_path,
+    )
 
 
 def read_perf(perf_path: PathLike) -> float:
