@@ -237,6 +237,23 @@ def _both_or_neither(original: Any, first: str, second: str) -> dict:
     return errors
 
 
+def _together(first: str, second: str) -> Any:
+    """A schema check: ``first`` and ``second`` are given together or not at all."""
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def check(self: Schema, data: dict, original: Any, **kwargs: Any) -> None:
+        errors = _both_or_neither(original, first, second)
+        if errors:
+            raise ValidationError(errors)
+
+    return check
+
+
+class _Tagged(InputSchema):
+    tag = Text(allow_empty=True)
+    metadata = Metadata()
+
+
 class PermissionsSchema(InputSchema):
     """``{"public": bool, "authorized_ids": list[str]}`` (or ``authorizedIDs``)."""
 
@@ -370,10 +387,8 @@ class AlgoSchema(_FileAssetBase):
     file = ExistingFile(required=True)
 
 
-class _TupleBase(InputSchema):
+class _TupleBase(_Tagged):
     algo_key = Key(required=True)
-    tag = Text(allow_empty=True)
-    metadata = Metadata()
     rank = StrictInt(validate=validators.Range(min=0))
     compute_plan_id = Key()
 
@@ -402,44 +417,32 @@ class CompositeTraintupleSchema(_TupleBase):
     in_trunk_model_key = Key()
     out_trunk_model_permissions = fields.Nested(TrunkPermissionsSchema, required=True)
 
-    @validates_schema(pass_original=True, skip_on_field_errors=False)
-    def _in_models(self, data: dict, original: Any, **kwargs: Any) -> None:
-        errors = _both_or_neither(original, "in_head_model_key", "in_trunk_model_key")
-        if errors:
-            raise ValidationError(errors)
+    _in_models = _together("in_head_model_key", "in_trunk_model_key")
 
 
-class TesttupleSchema(InputSchema):
+class TesttupleSchema(_Tagged):
     """``add_testtuple``: without a dataset, the objective's test dataset is used."""
 
     objective_key = Key(required=True)
     traintuple_key = Key(required=True)
     data_manager_key = Key()
     test_data_sample_keys = _key_list(non_empty=True)
-    tag = Text(allow_empty=True)
-    metadata = Metadata()
 
-    @validates_schema(pass_original=True, skip_on_field_errors=False)
-    def _dataset(self, data: dict, original: Any, **kwargs: Any) -> None:
-        errors = _both_or_neither(original, "data_manager_key", "test_data_sample_keys")
-        if errors:
-            raise ValidationError(errors)
+    _dataset = _together("data_manager_key", "test_data_sample_keys")
 
 
 # Compute plan items: tuples named by caller ids, which the plan maps to keys.
 
 
-class PlanTraintupleSchema(InputSchema):
+class PlanTraintupleSchema(_Tagged):
     traintuple_id = Text(required=True)
     algo_key = Key(required=True)
     data_manager_key = Key(required=True)
     train_data_sample_keys = _key_list(required=True, non_empty=True)
     in_models_ids = List(Text())
-    tag = Text(allow_empty=True)
-    metadata = Metadata()
 
 
-class PlanCompositeTraintupleSchema(InputSchema):
+class PlanCompositeTraintupleSchema(_Tagged):
     composite_traintuple_id = Text(required=True)
     algo_key = Key(required=True)
     data_manager_key = Key(required=True)
@@ -447,38 +450,24 @@ class PlanCompositeTraintupleSchema(InputSchema):
     in_head_model_id = Text()
     in_trunk_model_id = Text()
     out_trunk_model_permissions = fields.Nested(TrunkPermissionsSchema, required=True)
-    tag = Text(allow_empty=True)
-    metadata = Metadata()
 
-    @validates_schema(pass_original=True, skip_on_field_errors=False)
-    def _in_models(self, data: dict, original: Any, **kwargs: Any) -> None:
-        errors = _both_or_neither(original, "in_head_model_id", "in_trunk_model_id")
-        if errors:
-            raise ValidationError(errors)
+    _in_models = _together("in_head_model_id", "in_trunk_model_id")
 
 
-class PlanAggregatetupleSchema(InputSchema):
+class PlanAggregatetupleSchema(_Tagged):
     aggregatetuple_id = Text(required=True)
     algo_key = Key(required=True)
     worker = Text(required=True)
     in_models_ids = List(Text(), required=True, non_empty=True)
-    tag = Text(allow_empty=True)
-    metadata = Metadata()
 
 
-class PlanTesttupleSchema(InputSchema):
+class PlanTesttupleSchema(_Tagged):
     objective_key = Key(required=True)
     traintuple_id = Text(required=True)
     data_manager_key = Key()
     test_data_sample_keys = _key_list(non_empty=True)
-    tag = Text(allow_empty=True)
-    metadata = Metadata()
 
-    @validates_schema(pass_original=True, skip_on_field_errors=False)
-    def _dataset(self, data: dict, original: Any, **kwargs: Any) -> None:
-        errors = _both_or_neither(original, "data_manager_key", "test_data_sample_keys")
-        if errors:
-            raise ValidationError(errors)
+    _dataset = _together("data_manager_key", "test_data_sample_keys")
 
 
 # list name -> (field holding the item's id, reference fields: name -> (many, kinds allowed))
