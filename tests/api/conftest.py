@@ -17,8 +17,8 @@ from substra_worker.api.app import ApiServer
 from substra_worker.redis_server import BundledRedis
 from substra_worker.settings import Settings
 from tests.api.stack import ApiClient, api_settings, flush
-from tests.queue.conftest import WorkerProcess, worker_env
 from tests.support.node_process import NodeProcess, start_node
+from tests.support.stack import WorkerProcess, worker_env
 
 _variants = itertools.count(1000)
 

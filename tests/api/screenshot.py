@@ -27,8 +27,8 @@ from tests.api.stack import (
     dataset_payload,
     objective_payload,
 )
-from tests.queue.conftest import WorkerProcess, worker_env
 from tests.support.node_process import start_node
+from tests.support.stack import WorkerProcess, worker_env
 
 DEFAULT_OUTPUT = Path("docs/dashboard.png")
 

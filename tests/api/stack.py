@@ -18,7 +18,7 @@ import requests
 from substra_worker.api.app import ApiServer
 from substra_worker.settings import Settings
 from tests import assets
-from tests.queue.conftest import FAST
+from tests.support.stack import FAST
 
 API_TOKEN = "api-token-for-tests"
 FINAL = ("succeeded", "failed", "canceled")

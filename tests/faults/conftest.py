@@ -16,8 +16,8 @@ from substra_worker.redis_server import BundledRedis
 from substra_worker.settings import Settings
 from substra_worker.submitter import Submitter
 from tests.faults.proxy import FaultProxy
-from tests.queue.conftest import WorkerProcess, worker_env
 from tests.support.node_process import NodeProcess, start_node
+from tests.support.stack import WorkerProcess, worker_env
 
 # quick retries, so that fault scenarios take seconds (environment of the workers too)
 FAST: dict[str, object] = {

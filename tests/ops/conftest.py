@@ -23,8 +23,8 @@ from click.testing import CliRunner, Result
 from substra_worker.cli import main
 from substra_worker.redis_server import BundledRedis
 from substra_worker.settings import Settings
-from tests.queue.conftest import FAST, WorkerProcess, worker_env
 from tests.support.node_process import NodeProcess, start_node
+from tests.support.stack import FAST, WorkerProcess, worker_env
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

@@ -19,7 +19,7 @@ from tests.assets import (
     metrics_archive,
     opener_path,
 )
-from tests.queue.conftest import redis_dump
+from tests.support.stack import redis_dump
 
 PUBLIC = {"public": True, "authorized_ids": []}
 NODE_ID = "MyOrg1MSP"

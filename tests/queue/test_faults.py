@@ -14,9 +14,10 @@ from substra_worker.settings import Settings
 from substra_worker.submitter import Submitter
 from substra_worker.tasks.effects import STAMP
 from tests.assets import description_path, make_sample_folders, opener_path
-from tests.queue.conftest import FAST, HoldingProxy, redis_dump
+from tests.queue.holding_proxy import HoldingProxy
 from tests.queue.test_end_to_end import PUBLIC, algo_data
 from tests.support.node_process import start_node
+from tests.support.stack import FAST, redis_dump
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from tests.assets import description_path, make_algo_archive, opener_path
-from tests.queue.conftest import redis_dump
 from tests.support.node_process import start_node
+from tests.support.stack import redis_dump
 
 PUBLIC = {"public": True, "authorized_ids": []}
 PASSWORD = "login-test-password-7f3a"

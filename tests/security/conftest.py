@@ -15,8 +15,8 @@ from substra_worker.redis_server import BundledRedis
 from substra_worker.settings import Settings
 from substra_worker.submitter import Submitter
 from tests.faults.conftest import FAST
-from tests.queue.conftest import WorkerProcess, worker_env
 from tests.support.node_process import NodeProcess, start_node
+from tests.support.stack import WorkerProcess, worker_env
 
 
 @dataclass(frozen=True)

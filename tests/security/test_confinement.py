@@ -25,8 +25,8 @@ from tests.assets import make_algo_archive, make_sample_folders
 from tests.faults.conftest import FAST, Target
 from tests.faults.results import record_security
 from tests.faults.workload import dataset_data, wait_until
-from tests.queue.conftest import WorkerProcess, worker_env
 from tests.support.node_process import start_node
+from tests.support.stack import WorkerProcess, worker_env
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -32,9 +32,9 @@ from substra_worker.tasks.app import make_app
 from tests.faults.conftest import FAST, Target
 from tests.faults.results import record_security
 from tests.faults.workload import dataset_data, submit_workload, wait_final
-from tests.queue.conftest import WorkerProcess, worker_env
 from tests.security.conftest import process_tree_cmdlines
 from tests.security.tls import TlsTerminator, bundled_redis_has_tls, make_certificates
+from tests.support.stack import WorkerProcess, worker_env
 
 pytestmark = pytest.mark.timeout(120)
 

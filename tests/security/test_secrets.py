@@ -21,7 +21,6 @@ from substra_worker.watcher.state import WatchState
 from tests.assets import make_sample_folders
 from tests.faults.results import record_security
 from tests.faults.workload import dataset_data, submit_workload, wait_final, wait_until
-from tests.queue.conftest import redis_dump
 from tests.security.conftest import (
     cmdline,
     descendants,
@@ -31,6 +30,7 @@ from tests.security.conftest import (
     leaks,
     process_tree_cmdlines,
 )
+from tests.support.stack import redis_dump
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
