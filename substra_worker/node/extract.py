@@ -113,17 +113,21 @@ def _copy(src: IO[bytes], target: Path, declared: int, budget: _Budget) -> None:
             out.write(chunk)
 
 
-def _make_parent(dest: Path, rel: PurePosixPath) -> Path:
+def _make_parent(dest: Path, rel: PurePosixPath, made: set[Path]) -> Path:
+    """The path of member ``rel``, its folders made (once each: ``made`` remembers them)."""
     target = dest.joinpath(*rel.parts)
     parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as e:
-        raise _Refused(f"member {str(rel)!r} is inside something that is not a folder") from e
+    if parent not in made:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as e:
+            raise _Refused(f"member {str(rel)!r} is inside something that is not a folder") from e
+        made.add(parent)
     return target
 
 
 def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
+    made = {dest}
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         if len(infos) > budget.limits.max_members:
@@ -145,9 +149,9 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
             if rel is None:
                 continue
             if info.is_dir():
-                _make_parent(dest, rel / "x")
+                _make_parent(dest, rel / "x", made)
                 continue
-            target = _make_parent(dest, rel)
+            target = _make_parent(dest, rel, made)
             with zf.open(info) as src:
                 _copy(src, target, info.file_size, budget)
 
@@ -155,6 +159,7 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget) -> None:
 def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
     # Streaming iteration: members are checked and written one by one, so a tar.gz bomb
     # is stopped by the byte budget before it fills the disk.
+    made = {dest}
     with tarfile.open(archive, mode="r:*") as tf:
         for member in tf:
             budget.member()
@@ -166,9 +171,9 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget) -> None:
             if rel is None:
                 continue
             if member.isdir():
-                _make_parent(dest, rel / "x")
+                _make_parent(dest, rel / "x", made)
                 continue
-            target = _make_parent(dest, rel)
+            target = _make_parent(dest, rel, made)
             src = tf.extractfile(member)
             if src is None:  # pragma: no cover - isfile() members always have data
                 raise _Refused(f"member {member.name!r} has no data")
