@@ -58,6 +58,7 @@ class Settings:
     node_users: tuple[str, ...] = field(default=(), repr=False)  # "name:password" entries
     data_roots: tuple[str, ...] = ()  # folders the node may read for local=False samples
     node_concurrency: int = 2  # tuples the node runs at once
+    node_processes: int = 1  # processes serving the node's HTTP port (uploads use one core each)
     step_timeout: float = 3600.0  # seconds: time limit of one algo/metrics step
     python: str = sys.executable  # interpreter that runs algos, openers and metrics
     token_ttl: int = 86400  # seconds: lifetime of a node login token

@@ -101,6 +101,20 @@ def public_base_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (0: a free port), to share with forked servers."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class WaitressServer:
     """A WSGI app behind waitress: bind at construction, ``run()`` until ``stop()``.
 
@@ -119,13 +133,17 @@ class WaitressServer:
         port: int,
         threads: int,
         max_request_body_size: int,
+        sock: socket.socket | None = None,
     ) -> None:
+        """Listen on ``host:port``, or on ``sock`` when given (a socket shared by processes)."""
         self._map: dict = {}
+        where: dict[str, Any] = (
+            {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
+        )
         self._server = create_server(
             app,
             map=self._map,
-            host=host,
-            port=port,
+            **where,
             threads=threads,
             max_request_body_size=max_request_body_size,
             ident="substra-worker",
@@ -138,6 +156,11 @@ class WaitressServer:
         self.url = public_base_url(host, self.port)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop()`` was asked."""
+        return self._stopping.is_set()
 
     def _on_start(self) -> None:
         """Called once before serving."""

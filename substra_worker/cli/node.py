@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 from pathlib import Path
 
 import click
@@ -36,22 +35,30 @@ from substra_worker.settings import get_settings
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A folder the node may read local=False data samples from (repeatable).",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes serving the port; uploads are CPU-bound [default: 1].",
+)
 def command(
     host: str | None,
     port: int | None,
     state_dir: Path | None,
     users: tuple[str, ...],
     data_roots: tuple[Path, ...],
+    processes: int | None,
 ) -> None:
     """Serve the embedded Substra node over HTTP until SIGINT or SIGTERM."""
     from substra_worker.node.auth import parse_users
-    from substra_worker.node.server import NodeServer
 
     overrides: dict[str, object] = {}
     if host is not None:
         overrides["node_host"] = host
     if port is not None:
         overrides["node_port"] = port
+    if processes is not None:
+        overrides["node_processes"] = processes
     if state_dir is not None:
         overrides["state_dir"] = state_dir
     settings = get_settings().replace(**overrides)
@@ -65,19 +72,23 @@ def command(
         )
     roots = data_roots or tuple(Path(root) for root in settings.data_roots)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s %(message)s",
+    )
+    if settings.node_processes < 1:
+        raise click.BadParameter("must be at least 1", param_hint="SUBSTRA_WORKER_NODE_PROCESSES")
+    from substra_worker.node.serve import serve
+
+    def announce(url: str) -> None:
+        click.echo(f"substra-worker node listening on {url}")
+        click.get_text_stream("stdout").flush()
+
     try:
-        server = NodeServer(settings, users=accounts, data_roots=roots)
+        code = serve(settings, accounts, roots, announce=announce)
     except OSError as e:
         raise click.ClickException(
             f"cannot serve on {settings.node_host}:{settings.node_port}: {e}"
         ) from e
-
-    def _stop(signum: int, frame: object) -> None:
-        server.stop()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    click.echo(f"substra-worker node listening on {server.url}")
-    click.get_text_stream("stdout").flush()
-    server.run()
+    if code:
+        raise SystemExit(code)

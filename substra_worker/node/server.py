@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -496,7 +497,11 @@ class NodeServer(WaitressServer):
         users: Mapping[str, str],
         data_roots: Iterable[str | Path] = (),
         threads: int = 8,
+        sock: socket.socket | None = None,
+        compute: bool = True,
     ):
+        """``sock``: serve a socket shared with other node processes (``node_processes``);
+        ``compute``: run tuples in this process (one of them does; claims are per tuple)."""
         node_dir = Path(settings.node_state_dir)
         node_dir.mkdir(parents=True, exist_ok=True)
         self.upload_dir = _upload_folder(node_dir / "uploads")
@@ -523,15 +528,18 @@ class NodeServer(WaitressServer):
                 port=settings.node_port,
                 threads=threads,
                 max_request_body_size=settings.max_upload_bytes,
+                sock=sock,
             )
         except BaseException:
             self._close_node()
             raise
         self.node.base_url = self.url
+        self.compute = compute
 
     def _on_start(self) -> None:
-        self.node.start()
-        self._node_started = True
+        if self.compute:
+            self.node.start()
+            self._node_started = True
 
     def _on_shutdown(self) -> None:
         log.info("shutting down")
