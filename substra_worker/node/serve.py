@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from substra_worker.node.auth import TokenStore
+from substra_worker.node.node import Node
 from substra_worker.node.server import NodeServer
 from substra_worker.settings import Settings
 from substra_worker.wsgi import listen_socket
@@ -43,6 +45,7 @@ def serve(
         announce(server.url)
         server.run()
         return 0
+    _create_stores(settings)
     sock = listen_socket(settings.node_host, settings.node_port)
     children: list[int] = []
     try:
@@ -70,6 +73,13 @@ def serve(
         _stop_children(children)
         sock.close()
     return 1 if failed.is_set() else 0
+
+
+def _create_stores(settings: Settings) -> None:
+    """Create the node's databases once, before forking: processes never race to make them."""
+    node_dir = Path(settings.node_state_dir)
+    Node(node_dir, node_id=settings.node_id).close()
+    TokenStore(node_dir / "auth.db", settings.token_ttl).close()
 
 
 def _child(settings: Settings, users: Mapping[str, str], roots: tuple, sock) -> None:
