@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -82,7 +83,7 @@ def _create_stores(settings: Settings) -> None:
     TokenStore(node_dir / "auth.db", settings.token_ttl).close()
 
 
-def _child(settings: Settings, users: Mapping[str, str], roots: tuple, sock) -> None:
+def _child(settings: Settings, users: Mapping[str, str], roots: tuple, sock: socket.socket) -> None:
     """A serving process that runs no tuples; never returns."""
     code = 1
     try:
