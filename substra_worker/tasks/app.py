@@ -60,6 +60,7 @@ def make_app(settings: Settings | None = None, *, include_tasks: bool = True) ->
         # a lost broker connection does not cancel running jobs: their outcome is
         # recorded in Redis once it is back, and a redelivery is recognised
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_consumer="substra_worker.tasks.consumer:Consumer",
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         broker_channel_error_retry=True,
