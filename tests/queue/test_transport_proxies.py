@@ -10,24 +10,23 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from substra_worker.redis_server import free_port
 from substra_worker.sdk import Client
+from tests.support.http_server import QuietHTTPServer
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
-class Recorder(ThreadingHTTPServer):
+class Recorder(QuietHTTPServer):
     """Answers every GET with ``[]`` and records its request target.
 
     As a proxy it receives absolute targets (``http://host:port/path``); called
     directly, bare paths.
     """
-
-    daemon_threads = True
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -15,10 +15,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.http_server import QuietHTTPServer
 
 
 @dataclass
@@ -136,9 +138,7 @@ class ScriptedServer:
         class Handler(_Handler):
             owner = server
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
+        class Server(QuietHTTPServer):
             def get_request(self) -> tuple[socket.socket, Any]:
                 conn = super().get_request()
                 with server._lock:
