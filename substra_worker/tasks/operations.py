@@ -81,12 +81,13 @@ def backoff(settings: Settings, attempt: int) -> float:
 def _start_recovery(**kwargs: Any) -> None:
     """Each worker sweeps for jobs whose message was lost (see ``recovery``)."""
     start_sweeper(get_store, sender)
-    _remove_orphan_zips()
 
 
+@worker_ready.connect
 @worker_process_init.connect
 def _remove_orphan_zips(**kwargs: Any) -> None:
-    """A pool process replacing a killed one removes the upload zips the dead left behind."""
+    """A starting worker, and a pool process replacing a killed one, remove the upload
+    zips that dead processes left behind."""
     try:
         removed = archive.remove_orphans()
     except OSError as e:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from substra_worker import pids
 from tests.http.conftest import Api, add_algo, add_dataset, add_samples, wait_for
 from tests.support.node_process import NodeProcess, start_node
 
@@ -24,14 +25,6 @@ def children(pid: int) -> list[int]:
         text = (task / "children").read_text().split()
         out += [int(p) for p in text]
     return out
-
-
-def running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.fixture
@@ -101,7 +94,7 @@ def test_sigterm_stops_every_process(node2):
     main = node2.process.pid
     (child,) = children(main)
     assert node2.stop() == 0
-    wait_for(lambda: not running(child), timeout=20)
+    wait_for(lambda: not pids.alive(child), timeout=20)
 
 
 def test_a_serving_process_that_dies_stops_the_node(node2):
